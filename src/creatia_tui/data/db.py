@@ -120,6 +120,8 @@ class Databases:
     mongo_password: str | None = None
     pool_min: int = 1
     pool_max: int = 6
+    # Extra MongoClient options (tests pass event_listeners for command monitoring).
+    mongo_options: dict[str, Any] = field(default_factory=dict)
     _pool: ConnectionPool | None = field(default=None, init=False, repr=False)
     _mongo: pymongo.MongoClient | None = field(default=None, init=False, repr=False)
 
@@ -192,7 +194,9 @@ class Databases:
     def mongo_client(self) -> pymongo.MongoClient:
         if self._mongo is None:
             assert self.settings.mongo_uri
-            self._mongo = make_mongo_client(self.settings.mongo_uri, self.mongo_password)
+            self._mongo = make_mongo_client(
+                self.settings.mongo_uri, self.mongo_password, **self.mongo_options
+            )
         return self._mongo
 
     @property
