@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from creatia_tui.errors import UserError, one_line
 
@@ -121,7 +122,13 @@ def migrate_postgres(conn: psycopg.Connection, folder: Path | None = None) -> Mi
 
 def ensure_audit_partitions(conn: psycopg.Connection, months_ahead: int = 2) -> list[str]:
     """This month's and the next months' audit-log partitions (UTC); safe to call often."""
-    rows = conn.execute("SELECT ensure_audit_log_partitions(%s)", (months_ahead,)).fetchall()
+    with conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute("SELECT to_regprocedure('ensure_audit_log_partitions(integer)') IS NOT NULL")
+        if not cur.fetchone()[0]:  # type: ignore[index]
+            return []  # a migrations folder without the audit log (the runner's own tests)
+        rows = cur.execute(
+            "SELECT ensure_audit_log_partitions(%s::int)", (months_ahead,)
+        ).fetchall()
     if not conn.autocommit:
         conn.commit()
-    return [row[0] if isinstance(row, tuple) else next(iter(row.values())) for row in rows]
+    return [row[0] for row in rows]

@@ -1,0 +1,3 @@
+from creatia_tui.cli import main
+
+main()

@@ -1,0 +1,397 @@
+"""The ``creatia-tui`` command line.
+
+Every command takes ``--pg-dsn`` and ``--mongo-uri`` (defaults: ``CREATIA_PG_DSN``,
+``CREATIA_MONGO_URI``, then the config file). Errors are one plain sentence on stderr and a
+non-zero exit; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from logging.handlers import RotatingFileHandler
+from typing import Any, TextIO
+
+from creatia_tui import __version__
+from creatia_tui.config import Settings, load_settings
+from creatia_tui.errors import UserError, one_line, redact
+
+log = logging.getLogger("creatia_tui")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CommandError(UserError):
+    pass
+
+
+def _connection_flags(top_level: bool) -> argparse.ArgumentParser:
+    # The flags are accepted before and after the command. On subcommands their default is
+    # SUPPRESS, so a flag given before the command is not reset to None by the subparser.
+    default: dict[str, object] = {} if top_level else {"default": argparse.SUPPRESS}
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(
+        "--pg-dsn", help="PostgreSQL DSN (default: $CREATIA_PG_DSN, config file)", **default
+    )
+    parser.add_argument(
+        "--mongo-uri", help="MongoDB URI (default: $CREATIA_MONGO_URI, config file)", **default
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks on errors", **default
+    )
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _connection_flags(top_level=False)
+    parser = argparse.ArgumentParser(
+        prog="creatia-tui",
+        description="Terminal UI for Creatia: organizations, tasks and both databases' health.",
+        parents=[_connection_flags(top_level=True)],
+    )
+    parser.add_argument("--version", action="version", version=f"creatia-tui {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo", parents=[common],
+        help="start the embedded servers, migrate, seed on first run and open the TUI",
+    )
+    demo.add_argument(
+        "--no-tui", action="store_true", help="prepare everything, do not open the TUI"
+    )
+
+    local = sub.add_parser("local", parents=[common], help="the embedded servers alone")
+    local_sub = local.add_subparsers(dest="local_command", metavar="ACTION", required=True)
+    local_sub.add_parser("start", parents=[common], help="start both embedded servers")
+    local_sub.add_parser("stop", parents=[common], help="stop both embedded servers")
+    status = local_sub.add_parser(
+        "status", parents=[common], help="are they running, on which ports"
+    )
+    status.add_argument("--json", action="store_true")
+    local_sub.add_parser("env", parents=[common], help="print export lines for the shell")
+
+    migrate = sub.add_parser(
+        "migrate", parents=[common],
+        help="apply PostgreSQL migrations and MongoDB collections, validators, indexes",
+    )
+    migrate.add_argument(
+        "--shard", action="store_true",
+        help="also apply the shard keys (only on a mongos)",
+    )
+
+    seed = sub.add_parser("seed", parents=[common], help="deterministic demo or scale data")
+    seed.add_argument("--orgs", type=int, default=3)
+    seed.add_argument("--users", type=int, default=40)
+    seed.add_argument("--tasks", type=int, default=500)
+    seed.add_argument("--activity", type=int, default=2000)
+    seed.add_argument("--sprints-per-org", type=int, default=2)
+    seed.add_argument("--seed", type=int, default=42, help="random seed (same seed, same data)")
+
+    users = sub.add_parser("users", parents=[common], help="bootstrap accounts")
+    users_sub = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    create = users_sub.add_parser("create", parents=[common], help="create a user")
+    create.add_argument("--email", required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--password-stdin", action="store_true", required=True,
+        help="read the password from standard input (never from argv)",
+    )
+    create.add_argument("--admin", action="store_true", help="a platform admin")
+
+    secrets = sub.add_parser("secrets", parents=[common], help="store database passwords")
+    secrets_sub = secrets.add_subparsers(dest="secrets_command", metavar="ACTION", required=True)
+    set_ = secrets_sub.add_parser(
+        "set", parents=[common],
+        help="store a secret read from stdin: pg-password, mongo-password, backup-passphrase",
+    )
+    set_.add_argument("name")
+    secrets_sub.add_parser("where", parents=[common], help="which store holds the secrets")
+    return parser
+
+
+# ----------------------------------------------------------------- helpers
+def _read_secret(prompt: str, stdin: TextIO) -> str:
+    if stdin.isatty():
+        return getpass.getpass(prompt)
+    value = stdin.readline()
+    return value.rstrip("\r\n")
+
+
+def _databases(settings: Settings) -> Any:
+    from creatia_tui.data.db import Databases
+
+    return Databases.from_settings(settings)
+
+
+def _local_servers(settings: Settings) -> Any:
+    from creatia_tui.ops.local_servers import LocalServers
+
+    return LocalServers(settings.locations.local_servers_dir)
+
+
+def setup_logging(settings: Settings, debug: bool) -> None:
+    """Log to a rotating file in the log dir; never to the terminal the TUI draws on."""
+    log_dir = settings.locations.log_dir
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = RotatingFileHandler(
+            log_dir / "creatia-tui.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8"
+        )
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("creatia_tui")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+# ----------------------------------------------------------------- commands
+def cmd_migrate(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from pymongo.errors import PyMongoError
+
+    from creatia_tui.data.migrations import migrate_postgres
+    from creatia_tui.data.mongo_schema import apply_shard_keys, migrate_mongo
+
+    with _databases(settings) as dbs:
+        with dbs.connect_pg(autocommit=True) as conn:
+            pg_report = migrate_postgres(conn)
+        try:
+            mongo_report = migrate_mongo(dbs.mongo)
+        except PyMongoError as exc:
+            raise dbs.mongo_error(exc) from None
+        print(
+            f"PostgreSQL: {len(pg_report.applied)} migration(s) applied, "
+            f"{len(pg_report.already)} already applied; audit partitions: "
+            f"{', '.join(pg_report.partitions)}.",
+            file=out,
+        )
+        print(
+            f"MongoDB ({settings.mongo_db}): {len(mongo_report.created_collections)} "
+            f"collection(s) created, {len(mongo_report.created_indexes)} index(es) built, "
+            f"{len(mongo_report.rebuilt_indexes)} rebuilt.",
+            file=out,
+        )
+        for note in mongo_report.skipped:
+            print(f"Note: skipped optional index {note}", file=out)
+        if args.shard:
+            try:
+                sharded = apply_shard_keys(dbs.mongo)
+            except UserError as exc:
+                print(str(exc), file=out)
+            else:
+                print(f"Sharded: {', '.join(sharded)}.", file=out)
+    return 0
+
+
+def _seed_options(args: argparse.Namespace) -> Any:
+    from creatia_tui.ops.seed import SeedOptions
+
+    for name in ("orgs", "users", "tasks", "activity", "sprints_per_org"):
+        if getattr(args, name) < 0:
+            raise CommandError(f"--{name.replace('_', '-')} cannot be negative.")
+    if args.orgs < 1 or args.users < 1:
+        raise CommandError("--orgs and --users must be at least 1.")
+    return SeedOptions(
+        orgs=args.orgs,
+        users=args.users,
+        tasks=args.tasks,
+        activity=args.activity,
+        sprints_per_org=args.sprints_per_org,
+        seed=args.seed,
+    )
+
+
+def cmd_seed(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from creatia_tui.ops.seed import seed
+
+    options = _seed_options(args)
+    with _databases(settings) as dbs, dbs.connect_pg() as conn:
+        report = seed(conn, dbs.mongo, options, progress=lambda line: print(line, file=out))
+    print(
+        f"Seeded {report.organizations} organizations, {report.users} users, "
+        f"{report.tasks} tasks, {report.sprints} sprints, {report.activity_logs} activity logs "
+        f"in {report.seconds:.1f} s.",
+        file=out,
+    )
+    return 0
+
+
+def cmd_users_create(
+    settings: Settings, args: argparse.Namespace, out: TextIO, stdin: TextIO
+) -> int:
+    from creatia_tui.data.users import create_user, normalise_email, validate_password
+
+    # Validate what we can before asking for the password or touching the database.
+    normalise_email(args.email)
+    password = _read_secret("Password: ", stdin)
+    validate_password(password)
+    with _databases(settings) as dbs, dbs.connect_pg() as conn:
+        user = create_user(
+            conn, email=args.email, name=args.name, password=password, admin=args.admin
+        )
+    kind = "platform admin" if user.is_platform_admin else "user"
+    print(f"Created {kind} {user.email} ({user.id}).", file=out)
+    return 0
+
+
+def cmd_secrets(
+    settings: Settings, args: argparse.Namespace, out: TextIO, stdin: TextIO
+) -> int:
+    from creatia_tui.secret_store import SecretStore
+
+    store = SecretStore(settings.locations.secrets_file)
+    if args.secrets_command == "where":
+        print(f"Secrets are stored in: {store.backend_name}.", file=out)
+        names = store.names_set()
+        print(f"Set: {', '.join(names) if names else 'none'}.", file=out)
+        return 0
+    store._check_name(args.name)
+    value = _read_secret(f"{args.name}: ", stdin)
+    where = store.set(args.name, value)
+    print(f"Stored {args.name} in {where}.", file=out)
+    return 0
+
+
+def cmd_local(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    servers = _local_servers(settings)
+    action = args.local_command
+    if action == "start":
+        state = servers.start()
+        print(f"PostgreSQL: {state.pg_dsn}", file=out)
+        print(f"MongoDB:    {state.mongo_uri}", file=out)
+        print(f"Data under {servers.root}. Use: eval \"$(creatia-tui local env)\"", file=out)
+    elif action == "stop":
+        stopped = servers.stop()
+        print(f"Stopped: {', '.join(stopped)}." if stopped else "Nothing was running.", file=out)
+    elif action == "status":
+        status = servers.status()
+        if args.json:
+            print(json.dumps(status, indent=2), file=out)
+        else:
+            for name in ("postgres", "mongo"):
+                info = status[name]
+                assert isinstance(info, dict)
+                where = info.get("dsn") or info.get("uri") or ""
+                state = "running" if info["running"] else "stopped"
+                print(f"{name:9} {state:8} {where}", file=out)
+        return 0 if all(status[n]["running"] for n in ("postgres", "mongo")) else 3  # type: ignore[index]
+    elif action == "env":
+        state = servers.read_state()
+        if state is None or not servers.pg_running() or not servers.mongo_running():
+            raise CommandError("The embedded servers are not running; run: creatia-tui local start")
+        print(f"export CREATIA_PG_DSN='{state.pg_dsn}'", file=out)
+        print(f"export CREATIA_MONGO_URI='{state.mongo_uri}'", file=out)
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from creatia_tui.data.db import Databases
+    from creatia_tui.data.migrations import migrate_postgres
+    from creatia_tui.data.mongo_schema import migrate_mongo
+    from creatia_tui.ops.seed import DEMO_ADMIN_EMAIL, SeedOptions, is_seeded, seed
+
+    servers = _local_servers(settings)
+    already_running = bool(servers.pg_running() and servers.mongo_running())
+    print("Starting the embedded servers…", file=out)
+    state = servers.start()
+    try:
+        demo_settings = settings.with_overrides(pg_dsn=state.pg_dsn, mongo_uri=state.mongo_uri)
+        with Databases(demo_settings) as dbs:
+            with dbs.connect_pg(autocommit=True) as conn:
+                migrate_postgres(conn)
+            migrate_mongo(dbs.mongo)
+            with dbs.connect_pg() as conn:
+                if not is_seeded(conn, dbs.mongo):
+                    print("Seeding demo data (first run)…", file=out)
+                    seed(conn, dbs.mongo, SeedOptions())
+            if args.no_tui:
+                print(f"Ready: PostgreSQL {state.pg_dsn}, MongoDB {state.mongo_uri}.", file=out)
+                return 0
+            from creatia_tui.app import CreatiaApp
+
+            CreatiaApp(dbs, user_email=DEMO_ADMIN_EMAIL).run()
+    finally:
+        if not already_running:
+            servers.stop()
+    return 0
+
+
+def cmd_tui(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from creatia_tui.app import CreatiaApp
+
+    with _databases(settings) as dbs:
+        CreatiaApp(dbs).run()
+    return 0
+
+
+# ----------------------------------------------------------------- entry point
+def run(
+    argv: Sequence[str] | None = None,
+    *,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    stdin = stdin or sys.stdin
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its usage line
+        return int(exc.code or 0)
+    debug = bool(getattr(args, "debug", False))
+    try:
+        settings = load_settings(pg_dsn=args.pg_dsn, mongo_uri=args.mongo_uri)
+        setup_logging(settings, debug)
+        handlers: dict[str, Callable[[], int]] = {
+            "migrate": lambda: cmd_migrate(settings, args, out),
+            "seed": lambda: cmd_seed(settings, args, out),
+            "users": lambda: cmd_users_create(settings, args, out, stdin),
+            "secrets": lambda: cmd_secrets(settings, args, out, stdin),
+            "local": lambda: cmd_local(settings, args, out),
+            "demo": lambda: cmd_demo(settings, args, out),
+        }
+        handler = handlers.get(args.command or "", lambda: cmd_tui(settings, args, out))
+        return handler()
+    except KeyboardInterrupt:
+        print("Interrupted.", file=err)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"creatia-tui: {error_sentence(exc)}", file=err)
+        log.error("command failed: %s", error_sentence(exc))
+        return EXIT_ERROR
+
+
+def error_sentence(exc: BaseException) -> str:
+    """One sentence, without secrets, for any error that reaches the top."""
+    if isinstance(exc, UserError):
+        return one_line(redact(str(exc)))
+    import psycopg
+    from pymongo.errors import PyMongoError
+
+    if isinstance(exc, psycopg.Error):
+        return f"PostgreSQL error: {one_line(redact(str(exc)))}"
+    if isinstance(exc, PyMongoError):
+        return f"MongoDB error: {one_line(redact(str(exc)))}"
+    if isinstance(exc, OSError):
+        return one_line(redact(f"{exc.strerror or exc}: {exc.filename or ''}".strip(": ")))
+    return f"unexpected {type(exc).__name__}: {one_line(redact(str(exc)))} (run with --debug)"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    sys.exit(run(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+
+__all__ = ["build_parser", "error_sentence", "main", "run"]
