@@ -189,13 +189,13 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace, out: TextIO) -> in
 
 
 def _seed_options(args: argparse.Namespace) -> Any:
-    from creatia_tui.ops.seed import SeedOptions
-
     for name in ("orgs", "users", "tasks", "activity", "sprints_per_org"):
         if getattr(args, name) < 0:
             raise CommandError(f"--{name.replace('_', '-')} cannot be negative.")
     if args.orgs < 1 or args.users < 1:
         raise CommandError("--orgs and --users must be at least 1.")
+    from creatia_tui.ops.seed import SeedOptions
+
     return SeedOptions(
         orgs=args.orgs,
         users=args.users,
@@ -383,7 +383,10 @@ def error_sentence(exc: BaseException) -> str:
         return f"MongoDB error: {one_line(redact(str(exc)))}"
     if isinstance(exc, OSError):
         return one_line(redact(f"{exc.strerror or exc}: {exc.filename or ''}".strip(": ")))
-    return f"unexpected {type(exc).__name__}: {one_line(redact(str(exc)))} (run with --debug)"
+    return (
+        f"unexpected {type(exc).__name__}: {one_line(redact(str(exc)))} "
+        "Run with --debug for the traceback."
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
