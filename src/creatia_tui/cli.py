@@ -207,9 +207,9 @@ def _seed_options(args: argparse.Namespace) -> Any:
 
 
 def cmd_seed(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    options = _seed_options(args)
     from creatia_tui.ops.seed import seed
 
-    options = _seed_options(args)
     with _databases(settings) as dbs, dbs.connect_pg() as conn:
         report = seed(conn, dbs.mongo, options, progress=lambda line: print(line, file=out))
     print(
