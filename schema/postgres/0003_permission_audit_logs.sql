@@ -15,7 +15,8 @@ CREATE TABLE permission_audit_logs (
   changes         JSONB,
   ip_address      INET,
   user_agent      TEXT,
-  created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+  -- clock_timestamp, not now(): several changes in one transaction keep their order.
+  created_at      TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
   PRIMARY KEY (created_at, id)
 ) PARTITION BY RANGE (created_at);
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from creatia_tui.data.db import Databases
 from creatia_tui.data.models import User
@@ -92,7 +92,7 @@ def get_user(conn: psycopg.Connection, user_id: str) -> User | None:
 
 def check_password(conn: psycopg.Connection, email: str, password: str) -> User | None:
     """The user when the password matches; None otherwise (unknown email or wrong password)."""
-    with conn.cursor() as cur:
+    with conn.cursor(row_factory=tuple_row) as cur:
         row = cur.execute(
             "SELECT id::text, encrypted_password FROM users WHERE email = %s",
             (email.strip().lower(),),
