@@ -130,3 +130,16 @@ def test_the_shard_key_monitor_catches_a_query_without_organization_id(dbs: Data
         assert len(monitor.violations) == 3
     finally:
         client.close()
+
+
+def test_a_pooled_connection_to_a_dead_server_says_why(home) -> None:
+    port = free_port()
+    dbs = Databases(_settings(home, f"postgresql://postgres@127.0.0.1:{port}/x", "mongodb://x"))
+    try:
+        with pytest.raises(DatabaseUnavailable) as excinfo, dbs.pg():
+            pass
+    finally:
+        dbs.close()
+    message = str(excinfo.value)
+    assert f"127.0.0.1:{port}/x is unavailable" in message
+    assert "couldn't get a connection" not in message

@@ -14,7 +14,15 @@ class ConfigurationError(UserError):
 
 
 class DatabaseUnavailable(UserError):
-    """A database could not be reached or refused us."""
+    """A database could not be reached or refused us.
+
+    The message names the database and its target; ``cause`` is the reason alone, for places
+    that already say which database it is (the status line).
+    """
+
+    def __init__(self, message: str, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause or message
 
 
 class PermissionDenied(UserError):
@@ -45,4 +53,6 @@ def one_line(text: str) -> str:
     """Collapse a driver's multi-line message into a single sentence."""
     line = " ".join(part.strip() for part in str(text).splitlines() if part.strip())
     line = line.split(", full error:")[0]  # pymongo appends the whole reply document
-    return line.rstrip(".") + "." if line else "unknown error."
+    if not line:
+        return "unknown error."
+    return line if line.endswith((".", "?", "!")) else line + "."

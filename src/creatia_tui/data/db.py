@@ -67,15 +67,27 @@ def describe_mongo_target(uri: str) -> str:
     return hosts or "MongoDB"
 
 
-def pg_error_sentence(exc: BaseException, dsn: str, password: str | None = None) -> str:
-    target = describe_pg_target(dsn)
-    return f"PostgreSQL at {target} is unavailable: {one_line(redact(str(exc), (password or '',)))}"
+def pg_unavailable(
+    exc: BaseException, dsn: str, password: str | None = None
+) -> DatabaseUnavailable:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    # libpq says 'connection failed: connection to server at "h", port p failed: <cause>' and
+    # then a hint line; the target is named by us, so keep the cause.
+    cause = lines[0].rsplit(" failed: ", 1)[-1] if lines else type(exc).__name__
+    cause = one_line(redact(cause, (password or "",)))
+    return DatabaseUnavailable(
+        f"PostgreSQL at {describe_pg_target(dsn)} is unavailable: {cause}", cause
+    )
 
 
-def mongo_error_sentence(exc: BaseException, uri: str, password: str | None = None) -> str:
-    target = describe_mongo_target(uri)
+def mongo_unavailable(
+    exc: BaseException, uri: str, password: str | None = None
+) -> DatabaseUnavailable:
     text = str(exc).split(", Timeout:")[0]  # pymongo appends the whole topology description
-    return f"MongoDB at {target} is unavailable: {one_line(redact(text, (password or '',)))}"
+    cause = one_line(redact(text, (password or "",)))
+    return DatabaseUnavailable(
+        f"MongoDB at {describe_mongo_target(uri)} is unavailable: {cause}", cause
+    )
 
 
 def connect_pg(dsn: str, password: str | None = None, **kwargs: Any) -> psycopg.Connection:
@@ -84,7 +96,7 @@ def connect_pg(dsn: str, password: str | None = None, **kwargs: Any) -> psycopg.
     try:
         return psycopg.connect(info, **kwargs)
     except psycopg.Error as exc:
-        raise DatabaseUnavailable(pg_error_sentence(exc, dsn, password)) from None
+        raise pg_unavailable(exc, dsn, password) from None
 
 
 def make_mongo_client(uri: str, password: str | None = None, **kwargs: Any) -> pymongo.MongoClient:
@@ -164,8 +176,10 @@ class Databases:
                 kwargs={"row_factory": dict_row},
                 name="creatia-pg",
                 open=False,
-                timeout=10,
-                reconnect_timeout=0,  # keep retrying; the status line shows the outage
+                timeout=5,
+                # psycopg_pool retries a lost server with backoff for this long before giving
+                # up on it; a day means "as long as the app runs" (0 would mean never).
+                reconnect_timeout=24 * 3600,
             )
             self._pool.open(wait=False)
         return self._pool
@@ -176,10 +190,15 @@ class Databases:
         try:
             with self.pool.connection() as conn:
                 yield conn
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+        except PoolTimeout as exc:
+            # The pool only knows it waited; one direct attempt tells the person why.
+            self.check_pg()
             raise DatabaseUnavailable(
-                pg_error_sentence(exc, self.pg_dsn, self.pg_password)
+                f"PostgreSQL at {describe_pg_target(self.pg_dsn)} answered, but no pooled "
+                f"connection was free in time ({one_line(str(exc))})"
             ) from exc
+        except psycopg.OperationalError as exc:
+            raise pg_unavailable(exc, self.pg_dsn, self.pg_password) from exc
 
     def connect_pg(self, **kwargs: Any) -> psycopg.Connection:
         return connect_pg(self.pg_dsn, self.pg_password, **kwargs)
@@ -187,7 +206,10 @@ class Databases:
     def check_pg(self) -> None:
         """Raise DatabaseUnavailable with one sentence when PostgreSQL does not answer."""
         with self.connect_pg(autocommit=True) as conn:
-            conn.execute("SELECT 1")
+            try:
+                conn.execute("SELECT 1")
+            except psycopg.Error as exc:  # the server went away after accepting us
+                raise pg_unavailable(exc, self.pg_dsn, self.pg_password) from None
 
     # ------------------------------------------------------------ MongoDB
     @property
@@ -205,9 +227,7 @@ class Databases:
 
     def mongo_error(self, exc: BaseException) -> DatabaseUnavailable:
         assert self.settings.mongo_uri
-        return DatabaseUnavailable(
-            mongo_error_sentence(exc, self.settings.mongo_uri, self.mongo_password)
-        )
+        return mongo_unavailable(exc, self.settings.mongo_uri, self.mongo_password)
 
     def check_mongo(self) -> None:
         try:

@@ -24,7 +24,7 @@ from textual.widget import Widget
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from creatia_tui.data.db import Databases
-from creatia_tui.errors import UserError, one_line, redact
+from creatia_tui.errors import DatabaseUnavailable, UserError, one_line, redact
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ def measure(name: str, check: Callable[[], None]) -> ServiceHealth:
     started = time.perf_counter()
     try:
         check()
+    except DatabaseUnavailable as exc:
+        return ServiceHealth(name, up=False, error=exc.cause)  # the line names the database
     except UserError as exc:
         return ServiceHealth(name, up=False, error=one_line(str(exc)))
     except Exception as exc:
