@@ -8,6 +8,7 @@ template, and its own MongoDB database with collections, validators and indexes 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -68,29 +69,31 @@ def pg_template(servers: ServerInfo) -> str:
     return TEMPLATE_DB
 
 
-@pytest.fixture
-def pg_dsn(servers: ServerInfo, pg_template: str) -> Iterator[str]:
+@contextlib.contextmanager
+def scratch_database(servers: ServerInfo, template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (a copy of `template` when given), dropped afterwards."""
     name = f"creatia_test_{uuid.uuid4().hex[:12]}"
+    clause = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(servers.pg_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+        conn.execute(f'CREATE DATABASE "{name}"{clause}')
     try:
         yield _with_dbname(servers.pg_dsn, name)
     finally:
         with psycopg.connect(servers.pg_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_dsn(servers: ServerInfo, pg_template: str) -> Iterator[str]:
+    with scratch_database(servers, pg_template) as dsn:
+        yield dsn
 
 
 @pytest.fixture
 def empty_pg_dsn(servers: ServerInfo) -> Iterator[str]:
     """A database with no migrations applied, for migration tests."""
-    name = f"creatia_empty_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(servers.pg_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _with_dbname(servers.pg_dsn, name)
-    finally:
-        with psycopg.connect(servers.pg_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(servers) as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")

@@ -253,10 +253,12 @@ class LocalServers:
         short.chmod(0o777)
         return short
 
-    def _pg_ctl(self, *args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
-        cmd = [str(_pg_bin() / "pg_ctl"), "-D", str(self.pg_data), *args]
+    def _pg_tool(
+        self, tool: str, *args: str, timeout: float = 90.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run initdb or pg_ctl on our data dir, as the PostgreSQL system user when root."""
         return subprocess.run(
-            cmd,
+            [str(_pg_bin() / tool), "-D", str(self.pg_data), *args],
             cwd="/",
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -277,25 +279,9 @@ class LocalServers:
         if not (self.pg_data / "PG_VERSION").exists():
             if self.pg_data.exists():
                 shutil.rmtree(self.pg_data)
-            result = subprocess.run(
-                [
-                    str(_pg_bin() / "initdb"),
-                    "-D",
-                    str(self.pg_data),
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "--encoding=UTF8",
-                    "--locale=C.UTF-8",
-                ],
-                cwd="/",
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                timeout=timeout,
-                check=False,
-                **self._as_pg_user(),  # type: ignore[arg-type]
+            result = self._pg_tool(
+                "initdb", "-U", "postgres", "--auth=trust", "--encoding=UTF8",
+                "--locale=C.UTF-8", timeout=timeout,
             )
             if result.returncode != 0:
                 raise UserError(f"initdb failed: {result.stdout.strip().splitlines()[-1:]}")
@@ -306,7 +292,7 @@ class LocalServers:
             "-c max_connections=200 -c fsync=off -c synchronous_commit=off "
             "-c full_page_writes=off"
         )
-        result = self._pg_ctl(
+        result = self._pg_tool("pg_ctl",
             "-w", "-t", str(int(timeout)), "-l", str(self.pg_log), "-o", options, "start",
             timeout=timeout + 10,
         )
@@ -387,7 +373,7 @@ class LocalServers:
     def stop(self, timeout: float = 30.0) -> list[str]:
         stopped: list[str] = []
         if self.pg_running():
-            result = self._pg_ctl("-w", "-t", str(int(timeout)), "-m", "fast", "stop",
+            result = self._pg_tool("pg_ctl", "-w", "-t", str(int(timeout)), "-m", "fast", "stop",
                                   timeout=timeout + 10)
             if result.returncode == 0:
                 stopped.append("postgres")
