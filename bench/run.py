@@ -16,6 +16,7 @@ import importlib
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -67,7 +68,8 @@ def _with_dbname(dsn: str, dbname: str) -> str:
 
 @contextlib.contextmanager
 def bench_target(
-    pg_dsn: str | None, mongo_uri: str | None, root: str | None, keep: bool
+    pg_dsn: str | None, mongo_uri: str | None, root: str | None, keep: bool,
+    mongo_cache_size: str | None = None,
 ) -> Iterator[BenchTarget]:
     if bool(pg_dsn) != bool(mongo_uri):
         raise SystemExit("Give both --pg-dsn and --mongo-uri, or neither (embedded servers).")
@@ -78,9 +80,15 @@ def bench_target(
         folder = Path(root or made_root or ".") / "local"
         print(f"starting embedded servers in {folder}", flush=True)
         servers = LocalServers(folder)
+        if mongo_cache_size:
+            # secantusd-py reads ./secantusd.toml, and LocalServers starts it in its mongo folder.
+            servers.mongo_dir.mkdir(parents=True, exist_ok=True)
+            (servers.mongo_dir / "secantusd.toml").write_text(
+                f'[storage]\ncache_size = "{mongo_cache_size}"\n', encoding="utf-8")
         state = servers.start()
         pg_dsn, mongo_uri = state.pg_dsn, state.mongo_uri
-        description = f"embedded PostgreSQL 18 and SecantusDB in {folder}"
+        cache = mongo_cache_size or "1G (default)"
+        description = f"embedded PostgreSQL 18 and SecantusDB (cache {cache}) in {folder}"
     else:
         description = "given servers"
     assert pg_dsn and mongo_uri
@@ -122,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mongo-uri", default=os.environ.get("CREATIA_BENCH_MONGO_URI"))
     parser.add_argument("--root", help="folder for the embedded servers (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep databases and servers")
+    parser.add_argument("--mongo-cache-size", metavar="SIZE",
+                        help="WiredTiger cache of the embedded SecantusDB, e.g. 4G "
+                             "(its default, 1G, stalls writes once the data outgrows it)")
     sub = parser.add_subparsers(dest="benchmark", required=True)
     modules = {}
     for name, module_name in BENCHMARKS.items():
@@ -129,9 +140,13 @@ def main(argv: list[str] | None = None) -> int:
         modules[name] = module
         module.add_arguments(sub.add_parser(name, help=(module.__doc__ or "").split("\n")[0]))
     args = parser.parse_args(argv)
+    # A plain `kill` should still stop the embedded servers and drop the databases: turn it into
+    # SystemExit, which runs the cleanup in bench_target's finally.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     started = time.perf_counter()
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} on {machine()}", flush=True)
-    with bench_target(args.pg_dsn, args.mongo_uri, args.root, args.keep) as target:
+    with bench_target(args.pg_dsn, args.mongo_uri, args.root, args.keep,
+                      args.mongo_cache_size) as target:
         print(f"target: {target.description}; databases {target.mongo_db}", flush=True)
         code = int(modules[args.benchmark].run(args, target))
     print(f"bench wall time {time.perf_counter() - started:.1f} s", flush=True)

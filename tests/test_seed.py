@@ -398,3 +398,13 @@ def test_no_tasks_still_plans_sprints(
 ) -> None:
     report = seed(pg, dbs.mongo, small(tasks=0, activity=50, sprints_per_org=3))
     assert (report.tasks, report.activity_logs, report.sprints) == (0, 0, 6)
+
+
+def test_a_plain_connection_is_committed(pg_dsn: str, dbs: Databases) -> None:
+    # psycopg's default (not autocommit), as the CLI's connect_pg() gives it.
+    with psycopg.connect(pg_dsn) as conn:
+        assert not is_seeded(conn, dbs.mongo)
+        seed(conn, dbs.mongo, small())
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with psycopg.connect(pg_dsn, autocommit=True) as other:
+        assert is_seeded(other, dbs.mongo)

@@ -53,7 +53,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from creatia_tui.data.models import TASK_STATUSES
-from creatia_tui.data.mongo_schema import migrate_mongo
+from creatia_tui.data.mongo_schema import load_collection_specs, migrate_mongo
 from creatia_tui.data.passwords import hash_password
 from creatia_tui.errors import UserError, one_line
 
@@ -69,7 +69,12 @@ SEED_LOCK_KEY = 0x637265617469_0053
 ACTIVITY_WINDOW = 29 * DAY
 
 # Above these sizes a collection is loaded without its secondary indexes, which are rebuilt after.
-BULK_THRESHOLDS = {"user_snapshots": 50_000, "tasks": 50_000, "activity_logs": 200_000}
+# For activity_logs that also keeps SecantusDB's TTL sweeper away during the load: every 60 s it
+# reads the whole TTL-indexed collection under the server's global lock, and at a million tasks
+# the load then stalls to ~250 documents a second (measured; see bench/README.md).
+BULK_THRESHOLDS = {"user_snapshots": 50_000, "tasks": 50_000, "activity_logs": 50_000}
+# Rebuild order: the TTL index last, so the sweeper has nothing to read while the others build.
+REBUILD_ORDER = ("tasks", "user_snapshots", "sprints", "activity_logs")
 BATCH_SIZES = {"user_snapshots": 10_000, "tasks": 5_000, "sprints": 5_000, "activity_logs": 10_000}
 PG_STOP_CHECK_ROWS = 10_000
 
@@ -1138,6 +1143,18 @@ def _insert_streamed(
     return written
 
 
+def _rebuild_indexes(db: Database, collections: list[str], say: ProgressFn) -> None:
+    """The dropped indexes, in REBUILD_ORDER; migrate_mongo() then confirms the whole schema."""
+    specs = {spec.name: spec for spec in load_collection_specs()}
+    for name in sorted(collections, key=REBUILD_ORDER.index):
+        for index in specs[name].indexes:
+            if index.optional:
+                continue  # migrate_mongo() tries those and skips what the server cannot build
+            say(f"indexes: building {name}.{index.name}")
+            db[name].create_index(index.key, name=index.name, **index.options)
+    migrate_mongo(db)
+
+
 def _mongo_sentence(exc: PyMongoError) -> str:
     if isinstance(exc, BulkWriteError):
         errors = exc.details.get("writeErrors") or [{}]
@@ -1145,27 +1162,54 @@ def _mongo_sentence(exc: PyMongoError) -> str:
     return one_line(str(exc))[:300]
 
 
-def _refuse_nonempty_mongo(db: Database) -> None:
-    for name in ("tasks", "sprints", "activity_logs"):
-        # A whole-collection probe, not a tenant query: every valid document has organization_id,
-        # so any hit means the collection is not empty.
+TENANT_COLLECTIONS = ("tasks", "sprints", "activity_logs")
+
+
+def _refuse_nonempty_mongo(db: Database) -> list[str]:
+    """Refuse collections that hold tasks, sprints or logs; return the collections that are empty.
+
+    The probes look at whole collections, not one tenant: every valid document has
+    organization_id, so any hit means the collection is not empty.
+    """
+    for name in TENANT_COLLECTIONS:
         if db[name].find_one({"organization_id": {"$exists": True}}, {"_id": 1}) is not None:
             raise UserError(
                 f"The MongoDB database {db.name} already holds {name}; the seed only fills empty "
                 "collections, so drop that database or pick another one."
             )
+    empty = list(TENANT_COLLECTIONS)
+    if db.user_snapshots.find_one({}, {"_id": 1}) is None:
+        empty.append("user_snapshots")
+    return empty
 
 
-def _cleanup_mongo(db: Database, plan: SeedPlan) -> None:
-    """Best effort after a failed seed: remove what this seed wrote, so it can run again."""
-    org_ids = [org.id for org in plan.orgs]
-    for name in ("tasks", "sprints", "activity_logs"):
-        db[name].delete_many({"organization_id": {"$in": org_ids}})
-    for start in range(0, len(plan.user_ids), 10_000):
-        db.user_snapshots.delete_many({"user_id": {"$in": plan.user_ids[start:start + 10_000]}})
+def _cleanup_mongo(db: Database, plan: SeedPlan, empty_before: list[str]) -> None:
+    """Best effort after a failed seed: remove what it wrote, so it can run again.
+
+    A collection that was empty before is dropped (instant, where deleting a million documents
+    is minutes) and recreated with its validator and indexes by migrate_mongo(); snapshots of
+    accounts that existed before are kept.
+    """
+    for name in empty_before:
+        db.drop_collection(name)
+    if "user_snapshots" not in empty_before:
+        for start in range(0, len(plan.user_ids), 10_000):
+            db.user_snapshots.delete_many(
+                {"user_id": {"$in": plan.user_ids[start:start + 10_000]}})
+    migrate_mongo(db)
 
 
 # ---------------------------------------------------------------- entry points
+def bulk_collections(options: SeedOptions) -> list[str]:
+    """The collections a seed with these options loads in bulk (see BULK_THRESHOLDS)."""
+    counts = {
+        "user_snapshots": options.users + 1,
+        "tasks": options.tasks,
+        "activity_logs": options.activity if options.tasks else 0,
+    }
+    return [name for name, limit in BULK_THRESHOLDS.items() if counts[name] > limit]
+
+
 def is_seeded(pg_conn: psycopg.Connection, mongo_db: Database | None = None) -> bool:
     """True when any organization exists: the demo seeds only on its first run.
 
@@ -1206,7 +1250,7 @@ def seed(
                 "PostgreSQL already has organizations; the seed only fills an empty target."
             )
         try:
-            _refuse_nonempty_mongo(mongo_db)
+            empty_before = _refuse_nonempty_mongo(mongo_db)
         except PyMongoError as exc:
             raise UserError(f"MongoDB could not be read: {_mongo_sentence(exc)}") from exc
 
@@ -1222,9 +1266,8 @@ def seed(
             "tasks": options.tasks,
             "activity_logs": options.activity if options.tasks else 0,
         }
-        bulk = [name for name, limit in BULK_THRESHOLDS.items() if counts[name] > limit]
+        bulk = bulk_collections(options)
         written: dict[str, int] = {}
-        indexes_dropped = False
         writer.start()
         try:
             def relay(label: str, total: int) -> Callable[[int], None]:
@@ -1243,7 +1286,6 @@ def seed(
                 for name in bulk:
                     say(f"{name}: bulk load, secondary indexes rebuilt afterwards")
                     mongo_db[name].drop_indexes()
-                    indexes_dropped = True
                 phases: list[tuple[str, Callable[[], Iterator[dict[str, Any]]], int]] = [
                     ("user_snapshots", plan.snapshot_documents, counts["user_snapshots"]),
                     ("tasks", plan.task_documents, counts["tasks"]),
@@ -1258,11 +1300,9 @@ def seed(
                         relay(name, total), bulk=name in bulk,
                     )
                     timings[name] = time.perf_counter() - phase
-                if indexes_dropped:
+                if bulk:
                     phase = time.perf_counter()
-                    say(f"indexes: rebuilding on {', '.join(bulk)}")
-                    migrate_mongo(mongo_db)
-                    indexes_dropped = False
+                    _rebuild_indexes(mongo_db, bulk, say)
                     timings["indexes"] = time.perf_counter() - phase
             except PyMongoError as exc:
                 raise UserError(f"Writing to MongoDB failed: {_mongo_sentence(exc)}") from exc
@@ -1276,8 +1316,8 @@ def seed(
         except BaseException as exc:
             writer.stop_requested.set()
             writer.join()
-            _undo_mongo(mongo_db, plan, indexes_dropped)
-            if isinstance(exc, _Stopped | UserError):
+            _undo_mongo(mongo_db, plan, empty_before)
+            if isinstance(exc, UserError):
                 raise
             if isinstance(exc, psycopg.errors.UniqueViolation):
                 detail = exc.diag.message_detail or one_line(str(exc))
@@ -1305,10 +1345,8 @@ def seed(
     )
 
 
-def _undo_mongo(db: Database, plan: SeedPlan, indexes_dropped: bool) -> None:
+def _undo_mongo(db: Database, plan: SeedPlan, empty_before: list[str]) -> None:
     try:
-        _cleanup_mongo(db, plan)
-        if indexes_dropped:
-            migrate_mongo(db)
+        _cleanup_mongo(db, plan, empty_before)
     except (PyMongoError, UserError) as exc:
         log.warning("cleanup after a failed seed did not finish: %s", one_line(str(exc)))
