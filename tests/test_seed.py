@@ -28,7 +28,7 @@ from creatia_tui.ops.seed import (
     is_seeded,
     seed,
 )
-from tests.conftest import ServerInfo, _with_dbname
+from tests.conftest import ServerInfo, scratch_database
 
 NOW = datetime(2026, 3, 4, 9, 0, tzinfo=timezone.utc)
 SMALL = {"orgs": 2, "users": 12, "tasks": 60, "activity": 100}
@@ -62,15 +62,12 @@ def second_target(
 ) -> Iterator[tuple[str, str]]:
     """Another fresh pair of databases (PostgreSQL DSN, MongoDB database name)."""
     name = f"creatia_seed_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(servers.pg_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
     migrate_mongo(raw_mongo[name])
     try:
-        yield _with_dbname(servers.pg_dsn, name), name
+        with scratch_database(servers, pg_template) as dsn:
+            yield dsn, name
     finally:
         raw_mongo.drop_database(name)
-        with psycopg.connect(servers.pg_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def count(conn: psycopg.Connection[dict[str, Any]], sql: str) -> int:

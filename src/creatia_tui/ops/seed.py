@@ -1286,12 +1286,14 @@ def seed(
                 for name in bulk:
                     say(f"{name}: bulk load, secondary indexes rebuilt afterwards")
                     mongo_db[name].drop_indexes()
+                # Snapshots last: they are cheap to store, so their load is the one a busy client
+                # slows most, and by then the PostgreSQL COPY thread has long finished.
                 phases: list[tuple[str, Callable[[], Iterator[dict[str, Any]]], int]] = [
-                    ("user_snapshots", plan.snapshot_documents, counts["user_snapshots"]),
                     ("tasks", plan.task_documents, counts["tasks"]),
                     ("sprints", lambda: iter(plan.sprint_docs),
                      len(plan.orgs) * options.sprints_per_org),
                     ("activity_logs", plan.activity_documents, counts["activity_logs"]),
+                    ("user_snapshots", plan.snapshot_documents, counts["user_snapshots"]),
                 ]
                 for name, documents, total in phases:
                     phase = time.perf_counter()
