@@ -103,21 +103,26 @@ def bench_target(
         migrate_mongo(client[name])
         yield target
     finally:
-        if keep:
-            print(f"kept databases: PostgreSQL {name}, MongoDB {name}", flush=True)
-        else:
-            with contextlib.suppress(Exception):
-                client.drop_database(name)
-            with contextlib.suppress(Exception), psycopg.connect(pg_dsn, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        client.close()
-        if servers is not None and not keep:
-            servers.stop()
-            if made_root:
-                shutil.rmtree(made_root, ignore_errors=True)
-        elif servers is not None:
-            print(f"servers left running under {servers.root}", flush=True)
-
+        try:
+            if keep:
+                print(f"kept databases: PostgreSQL {name}, MongoDB {name}", flush=True)
+            elif servers is None:
+                # Given servers: drop what we made. Embedded ones go whole, with their folder
+                # (SecantusDB drops a big database row by row: minutes at a million tasks).
+                with contextlib.suppress(Exception):
+                    client.drop_database(name)
+                with contextlib.suppress(Exception), psycopg.connect(
+                    pg_dsn, autocommit=True
+                ) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            client.close()
+        finally:
+            if servers is not None and not keep:
+                servers.stop()
+                if made_root:
+                    shutil.rmtree(made_root, ignore_errors=True)
+            elif servers is not None:
+                print(f"servers left running under {servers.root}", flush=True)
 
 def machine() -> str:
     return (f"{platform.node()}: {os.cpu_count()} cores, {platform.machine()}, "
