@@ -14,7 +14,7 @@ logs point at tasks, so the task pass keeps a compact index of the tasks it wrot
 task: its ObjectId, organization, creation second, status, assignee and creator).
 
 Speed: SecantusDB stores a document in ~0.1-0.3 ms and each secondary index adds ~0.05 ms a
-document, while building an index afterwards costs ~0.035 ms a document; its $jsonSchema check
+document, while building an index afterwards costs ~0.04 ms a document; its $jsonSchema check
 costs as much as storing the document. Large loads (BULK_THRESHOLDS) therefore drop the secondary
 indexes first and let migrate_mongo() rebuild them, and have the validator checked on their first
 batch only (every batch comes from the same generator; small seeds and the tests check every
