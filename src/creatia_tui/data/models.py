@@ -152,6 +152,7 @@ class Task:
     assignee_id: str | None = None
     reviewer_id: str | None = None
     assignee_snapshot: dict[str, Any] | None = None
+    reviewer_snapshot: dict[str, Any] | None = None
     estimated_hours: float | None = None
     actual_hours: float | None = None
     remaining_hours: float | None = None
@@ -180,6 +181,7 @@ class Task:
             assignee_id=doc.get("assignee_id"),
             reviewer_id=doc.get("reviewer_id"),
             assignee_snapshot=doc.get("assignee_snapshot"),
+            reviewer_snapshot=doc.get("reviewer_snapshot"),
             estimated_hours=doc.get("estimated_hours"),
             actual_hours=doc.get("actual_hours"),
             remaining_hours=doc.get("remaining_hours"),

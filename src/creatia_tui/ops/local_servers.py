@@ -43,6 +43,15 @@ from pathlib import Path
 from creatia_tui.errors import UserError
 
 PG_DATABASE = "creatia"
+# SecantusDB's TTL sweeper reads every document of a TTL-indexed collection under the server's
+# global lock (seconds per sweep with a few hundred thousand activity logs). A 30-day TTL loses
+# nothing by being swept every 5 minutes instead of mongod's every minute.
+SECANTUS_CONFIG = """\
+# Written by creatia-tui for its embedded server; rewritten at every start.
+[storage]
+cache_size = "1G"
+ttl_sweep_seconds = 300
+"""
 PG_SYSTEM_USER = "embedded_postgres"
 MAX_SOCKET_DIR_LEN = 90
 
@@ -145,6 +154,7 @@ class LocalServers:
         self.mongo_dir = self.root / "mongo"
         self.mongo_data = self.mongo_dir / "data"
         self.mongo_log = self.mongo_dir / "server.log"
+        self.mongo_config = self.mongo_dir / "secantusd.toml"
         self.state_file = self.root / "state.json"
 
     # ---------------------------------------------------------------- state
@@ -320,12 +330,16 @@ class LocalServers:
         if pid and previous:
             return previous.mongo_port, pid
         self.mongo_dir.mkdir(parents=True, exist_ok=True)
+        # Our own config file, passed with --config: without it secantusd-py would pick up a
+        # ./secantusd.toml, ~/.secantus/ or /etc/secantus/ file that happens to be on the host.
+        self.mongo_config.write_text(SECANTUS_CONFIG)
         port = free_port(previous.mongo_port if previous else None)
         log = self.mongo_log.open("ab")
         try:
             proc = subprocess.Popen(
                 [
                     _secantusd_command(),
+                    "--config", str(self.mongo_config),
                     "--host", "127.0.0.1",
                     "--port", str(port),
                     "--storage-path", str(self.mongo_data),
