@@ -148,6 +148,13 @@ def setup_logging(settings: Settings, debug: bool) -> None:
     root = logging.getLogger("creatia_tui")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO)
+    # The drivers' own warnings (a pool retrying a lost server) go to the same file, not to the
+    # terminal: Python's last-resort handler would print them over the TUI or a command's output.
+    for name in ("psycopg", "pymongo"):
+        driver = logging.getLogger(name)
+        driver.handlers[:] = [handler]
+        driver.setLevel(logging.DEBUG if debug else logging.WARNING)
+        driver.propagate = False
 
 
 # ----------------------------------------------------------------- commands

@@ -152,6 +152,7 @@ class Databases:
                 f"{settings.locations.config_file}."
             )
         store = SecretStore(settings.locations.secrets_file)
+        log.info("secrets are read from %s", store.backend_name)
         return cls(
             settings,
             pg_password=store.get("pg-password"),
