@@ -143,28 +143,28 @@ def add_membership(
     return Membership(**row)
 
 
-def memberships_of_user(
-    conn: psycopg.Connection, user_id: str, active_only: bool = True
+def _memberships(
+    conn: psycopg.Connection, column: str, value: str, active_only: bool
 ) -> list[Membership]:
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            f"SELECT {MEMBERSHIP_COLUMNS} FROM organization_memberships WHERE user_id = %s "
-            f"AND (active OR NOT %s) ORDER BY joined_at",
-            (user_id, active_only),
+            f"SELECT {MEMBERSHIP_COLUMNS} FROM organization_memberships WHERE {column} = %s "
+            f"AND (active OR NOT %s) ORDER BY joined_at, id",
+            (value, active_only),
         ).fetchall()
     return [Membership(**row) for row in rows]
+
+
+def memberships_of_user(
+    conn: psycopg.Connection, user_id: str, active_only: bool = True
+) -> list[Membership]:
+    return _memberships(conn, "user_id", user_id, active_only)
 
 
 def members_of_organization(
     conn: psycopg.Connection, organization_id: str, active_only: bool = False
 ) -> list[Membership]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            f"SELECT {MEMBERSHIP_COLUMNS} FROM organization_memberships "
-            f"WHERE organization_id = %s AND (active OR NOT %s) ORDER BY joined_at, id",
-            (organization_id, active_only),
-        ).fetchall()
-    return [Membership(**row) for row in rows]
+    return _memberships(conn, "organization_id", organization_id, active_only)
 
 
 # ---------------------------------------------------------------- roles and permissions
