@@ -14,6 +14,7 @@ from creatia_tui.data.organizations import (
     create_organization,
     effective_permissions,
     list_organizations,
+    list_permissions,
     list_roles,
     members_of_organization,
     memberships_of_user,
@@ -93,6 +94,15 @@ def test_memberships_and_roles(dbs, org_and_users) -> None:
         with pytest.raises(ValidationError, match="no role 'wizard'"):
             add_membership(conn, organization_id=ids["other"], user_id=ids["viewer"],
                            role="wizard")
+
+
+def test_the_permission_catalogue_is_resource_by_action(dbs: Databases) -> None:
+    with dbs.pg() as conn:
+        catalogue = list_permissions(conn)
+    names = [p.name for p in catalogue]
+    assert len(names) == len(set(names)) == 26
+    assert all(p.name == f"{p.resource}.{p.action}" for p in catalogue)
+    assert {"monitoring.manage", "backups.restore", "roles.update", "audit.read"} <= set(names)
 
 
 def test_effective_permissions_follow_the_membership_role(dbs, org_and_users) -> None:

@@ -257,7 +257,7 @@ def cmd_secrets(
         names = store.names_set()
         print(f"Set: {', '.join(names) if names else 'none'}.", file=out)
         return 0
-    store._check_name(args.name)
+    store.check_name(args.name)
     value = _read_secret(f"{args.name}: ", stdin)
     where = store.set(args.name, value)
     print(f"Stored {args.name} in {where}.", file=out)

@@ -57,7 +57,7 @@ class SecretStore:
         return _keyring_usable()
 
     def get(self, name: str) -> str | None:
-        self._check_name(name)
+        self.check_name(name)
         if _keyring_usable():
             import keyring
 
@@ -66,7 +66,7 @@ class SecretStore:
 
     def set(self, name: str, value: str) -> str:
         """Store a secret; returns a description of where it went."""
-        self._check_name(name)
+        self.check_name(name)
         if not value:
             raise UserError(f"The secret {name} is empty; nothing was stored.")
         if _keyring_usable():
@@ -80,7 +80,7 @@ class SecretStore:
         return self.backend_name
 
     def delete(self, name: str) -> None:
-        self._check_name(name)
+        self.check_name(name)
         if _keyring_usable():
             import keyring
             from keyring.errors import PasswordDeleteError
@@ -96,7 +96,7 @@ class SecretStore:
         return [name for name in SECRET_NAMES if self.get(name)]
 
     @staticmethod
-    def _check_name(name: str) -> None:
+    def check_name(name: str) -> None:
         if name not in SECRET_NAMES:
             raise UserError(
                 f"Unknown secret {name!r}; expected one of: {', '.join(SECRET_NAMES)}."

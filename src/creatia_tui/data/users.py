@@ -8,9 +8,8 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.rows import dict_row, tuple_row
+from psycopg.rows import dict_row
 
-from creatia_tui.data.db import Databases
 from creatia_tui.data.models import User
 from creatia_tui.data.passwords import MIN_PASSWORD_LENGTH, hash_password, verify_password
 from creatia_tui.errors import ValidationError
@@ -92,26 +91,19 @@ def get_user(conn: psycopg.Connection, user_id: str) -> User | None:
 
 def check_password(conn: psycopg.Connection, email: str, password: str) -> User | None:
     """The user when the password matches; None otherwise (unknown email or wrong password)."""
-    with conn.cursor(row_factory=tuple_row) as cur:
+    with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
-            "SELECT id::text, encrypted_password FROM users WHERE email = %s",
+            f"SELECT {USER_COLUMNS}, encrypted_password FROM users WHERE email = %s",
             (email.strip().lower(),),
         ).fetchone()
     if row is None:
         # Verify against a throwaway hash so an unknown email costs the same as a wrong password.
         verify_password(_dummy_hash(), password)
         return None
-    user_id, encrypted = row
-    if not verify_password(encrypted, password):
-        return None
-    return get_user(conn, user_id)
+    encrypted = row.pop("encrypted_password")
+    return _user(row) if verify_password(encrypted, password) else None
 
 
 @functools.cache
 def _dummy_hash() -> str:
     return hash_password("not-a-real-password")
-
-
-def create_user_with(dbs: Databases, **kwargs: Any) -> User:
-    with dbs.pg() as conn:
-        return create_user(conn, **kwargs)

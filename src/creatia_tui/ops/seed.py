@@ -1218,13 +1218,12 @@ def is_seeded(pg_conn: psycopg.Connection, mongo_db: Database | None = None) -> 
     """
     idle = pg_conn.info.transaction_status == pq.TransactionStatus.IDLE
     try:
-        row = pg_conn.execute("SELECT EXISTS (SELECT 1 FROM organizations)").fetchone()
+        with pg_conn.cursor(row_factory=tuple_row) as cur:
+            row = cur.execute("SELECT EXISTS (SELECT 1 FROM organizations)").fetchone()
     finally:
         if idle and not pg_conn.autocommit:
             pg_conn.rollback()
-    if row is None:
-        return False
-    return bool(row[0] if isinstance(row, tuple | list) else next(iter(row.values())))
+    return bool(row and row[0])
 
 
 def seed(
