@@ -9,6 +9,7 @@ template, and its own MongoDB database with collections, validators and indexes 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -156,3 +157,102 @@ def dbs(settings: Settings, shard_key_monitor: ShardKeyMonitor) -> Iterator[Data
     databases = Databases(settings, mongo_options={"event_listeners": [shard_key_monitor]})
     yield databases
     databases.close()
+
+
+# ---------------------------------------------------------------- a small tenant world
+WORLD_PASSWORD = "correct horse 9"
+
+
+@functools.cache
+def _world_password_hash() -> str:
+    # One argon2 hash for every world user: hashing per user would cost a second per test.
+    from creatia_tui.data.passwords import hash_password
+
+    return hash_password(WORLD_PASSWORD)
+
+
+WORLD_EMAILS = {
+    "root": "root@creatia.local",
+    "minjun": "minjun@example.com",
+    "seoyeon": "seoyeon@example.com",
+    "jiho": "jiho@example.com",
+    "yuna": "yuna@example.com",
+    "bob": "bob@example.com",
+    "gone": "gone@example.com",
+}
+
+
+@dataclass
+class World:
+    """Two organizations with Korean names, one deactivated, and a user for every role.
+
+    Every user's password is WORLD_PASSWORD.
+    """
+
+    lab: str  # 크리에이티아 연구소 (creatia-lab): owner minjun, admin seoyeon, member jiho,
+    #            viewer yuna
+    acme: str  # Acme Robotics (acme): owner bob, member minjun
+    dormant: str  # 휴면 조직 (dormant), deactivated: owner bob
+    root: str  # platform admin, no membership
+    minjun: str
+    seoyeon: str
+    jiho: str
+    yuna: str
+    bob: str
+    gone: str  # a deactivated user, member of lab
+    memberships: dict[tuple[str, str], str]  # (user id, org id) -> membership id
+
+
+@pytest.fixture
+def world(pg_dsn: str) -> World:
+    people = {
+        "root": ("관리자", "admin", True),
+        "minjun": ("김민준", "user", True),
+        "seoyeon": ("이서연", "user", True),
+        "jiho": ("박지호", "user", True),
+        "yuna": ("최유나", "user", True),
+        "bob": ("Bob Stone", "user", True),
+        "gone": ("떠난 사람", "user", False),
+    }
+    ids: dict[str, str] = {}
+    memberships: dict[tuple[str, str], str] = {}
+    with psycopg.connect(pg_dsn) as conn:
+        for key, (name, role, active) in people.items():
+            row = conn.execute(
+                "INSERT INTO users (email, encrypted_password, name, role, active) "
+                "VALUES (%s, %s, %s, %s, %s) RETURNING id::text",
+                (WORLD_EMAILS[key], _world_password_hash(), name, role, active),
+            ).fetchone()
+            assert row is not None
+            ids[key] = row[0]
+        orgs = {
+            "lab": ("크리에이티아 연구소", "creatia-lab", "enterprise", True),
+            "acme": ("Acme Robotics", "acme", "pro", True),
+            "dormant": ("휴면 조직", "dormant", "free", False),
+        }
+        for key, (name, subdomain, plan, active) in orgs.items():
+            row = conn.execute(
+                "INSERT INTO organizations (name, subdomain, plan, active) "
+                "VALUES (%s, %s, %s, %s) RETURNING id::text",
+                (name, subdomain, plan, active),
+            ).fetchone()
+            assert row is not None
+            ids[key] = row[0]
+        for user, org, role in (
+            ("minjun", "lab", "owner"),
+            ("seoyeon", "lab", "admin"),
+            ("jiho", "lab", "member"),
+            ("yuna", "lab", "viewer"),
+            ("gone", "lab", "member"),
+            ("bob", "acme", "owner"),
+            ("minjun", "acme", "member"),
+            ("bob", "dormant", "owner"),
+        ):
+            row = conn.execute(
+                "INSERT INTO organization_memberships (user_id, organization_id, role, joined_at) "
+                "VALUES (%s, %s, %s, '2026-03-02T09:00:00Z') RETURNING id::text",
+                (ids[user], ids[org], role),
+            ).fetchone()
+            assert row is not None
+            memberships[(ids[user], ids[org])] = row[0]
+    return World(memberships=memberships, **ids)

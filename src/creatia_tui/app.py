@@ -1,23 +1,41 @@
-"""The Textual application: a header with who is signed in, the home screen, a footer of keys.
+"""The Textual application: sign-in, the organization switcher, navigation and the palette.
 
 The app is handed an open :class:`~creatia_tui.data.db.Databases` and does not close it: whoever
 opened it (the command line, a test) owns it. Every database call runs in a thread worker, so a
 slow or dead server never freezes the keyboard.
+
+Navigation: the digits 1–5 open Home, Organizations, Members, Roles and Audit (a fresh screen
+each time, so it shows the database as it is now); ctrl+o switches organization; ctrl+p opens
+the command palette, which lists the screens, the organizations and every action of the current
+screen that the signed-in user may run, besides Textual's own commands (themes, keys, quit).
+Copying (``y`` on a row's id, ``Y`` on the message line) uses OSC 52, so it reaches the
+clipboard of the terminal the person sits at, over SSH too; inside tmux it needs
+``set -g set-clipboard on``.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, ClassVar
 
-from textual.app import App, ComposeResult
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from creatia_tui.data.access import OrganizationChoice, permissions_of
 from creatia_tui.data.db import Databases
-from creatia_tui.screens.home import HomeScreen
+from creatia_tui.data.models import User
+from creatia_tui.errors import UserError, one_line
+from creatia_tui.screens.base import AppScreen, unexpected
+from creatia_tui.screens.dialogs import SwitchOrganizationScreen
+from creatia_tui.screens.sign_in import SignInScreen
+from creatia_tui.session import Session
 
 TITLE = "creatia-tui"
 
@@ -74,31 +92,232 @@ class HelpScreen(ModalScreen[None]):
             yield Static("escape closes this help", id="help-hint")
 
 
+@dataclass(frozen=True)
+class Destination:
+    """A screen reachable from anywhere: by its digit key and from the command palette."""
+
+    name: str
+    title: str
+    key: str
+    screen: type[AppScreen]
+
+
+def destinations() -> list[Destination]:
+    # Imported here: the screens import the app module for type hints.
+    from creatia_tui.screens.audit import AuditScreen
+    from creatia_tui.screens.home import HomeScreen
+    from creatia_tui.screens.members import MembersScreen
+    from creatia_tui.screens.organizations import OrganizationsScreen
+    from creatia_tui.screens.roles import RolesScreen
+
+    return [
+        Destination("home", "Home", "1", HomeScreen),
+        Destination("organizations", "Organizations", "2", OrganizationsScreen),
+        Destination("members", "Members", "3", MembersScreen),
+        Destination("roles", "Roles", "4", RolesScreen),
+        Destination("audit", "Audit log", "5", AuditScreen),
+    ]
+
+
 class CreatiaApp(App[None]):
-    """creatia-tui. ``show_latency=False`` keeps the status line free of per-run timings."""
+    """creatia-tui.
+
+    ``email``/``password`` sign in on start (the demo does this for the demo admin);
+    ``organization_id`` picks the organization to start in when the user may act there.
+    ``show_latency=False`` keeps the status line free of per-run timings (snapshot tests).
+    """
 
     TITLE = TITLE
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("ctrl+o", "switch_organization", "Switch org", key_display="^o"),
+        Binding("1", "go('home')", "Go to Home", show=False),
+        Binding("2", "go('organizations')", "Go to Organizations", show=False),
+        Binding("3", "go('members')", "Go to Members", show=False),
+        Binding("4", "go('roles')", "Go to Roles", show=False),
+        Binding("5", "go('audit')", "Go to Audit log", show=False),
+        Binding("Y", "copy_message", "Copy message", show=False),
     ]
 
     def __init__(
         self,
         dbs: Databases,
         *,
-        user_email: str | None = None,
+        email: str | None = None,
+        password: str | None = None,
+        organization_id: str | None = None,
         show_latency: bool = True,
     ) -> None:
         super().__init__()
         self.dbs = dbs
-        self.user_email = user_email
         self.show_latency = show_latency
-        self.sub_title = user_email or "not signed in"
+        self.session: Session | None = None
+        self._email = email or ""
+        self._password = password
+        self._start_organization = organization_id
+        self.sub_title = "not signed in"
 
-    def get_default_screen(self) -> Screen:
-        return HomeScreen(self.dbs, show_latency=self.show_latency)
+    def on_mount(self) -> None:
+        # Pushed over the blank default screen, not returned by get_default_screen: Textual
+        # cannot switch away from the default screen, and every later screen replaces this one.
+        self.push_screen(SignInScreen(self._email, self._password))
+
+    # ------------------------------------------------------------ signing in
+    def signed_in(self, user: User, choices: list[OrganizationChoice]) -> None:
+        """Called by the sign-in screen: open the organization, or ask which one."""
+        self.session = Session(user, choices)
+        self._update_titles()
+        wanted = self._start_organization
+        start = next((c for c in choices if c.id == wanted), None)
+        if start is None and len(choices) == 1:
+            start = choices[0]
+        if start is not None:
+            self.select_organization(start)
+        elif choices:
+            self.show("home")
+            self.action_switch_organization()
+        else:  # a platform admin on an empty installation: create the first organization
+            self.show("organizations")
+
+    def select_organization(self, choice: OrganizationChoice) -> None:
+        self._load_permissions(choice)
+
+    @work(thread=True, exclusive=True, group="organization", exit_on_error=False)
+    def _load_permissions(self, choice: OrganizationChoice) -> None:
+        session = self.session
+        assert session is not None
+        try:
+            with self.dbs.pg() as conn:
+                permissions = permissions_of(conn, session.actor_for(choice.id))
+        except UserError as exc:
+            self.call_from_thread(self.notify, one_line(str(exc)), severity="error")
+            return
+        except Exception as exc:
+            self.log.error(exc)
+            self.call_from_thread(self.notify, unexpected(exc), severity="error")
+            return
+        self.call_from_thread(self._organization_loaded, choice, permissions)
+
+    def _organization_loaded(self, choice: OrganizationChoice, permissions: frozenset[str]) -> None:
+        session = self.session
+        assert session is not None
+        session.current = choice
+        session.permissions = permissions
+        self._update_titles()
+        # Reopen the screen in use for the new organization (home after signing in).
+        current = self.screen if isinstance(self.screen, AppScreen) else None
+        name = next(
+            (d.name for d in destinations() if current is not None and type(current) is d.screen),
+            "home",
+        )
+        self.show(name)
+
+    def _update_titles(self) -> None:
+        session = self.session
+        if session is None:
+            self.title, self.sub_title = TITLE, "not signed in"
+            return
+        self.title = f"{TITLE} · {session.current.name}" if session.current else TITLE
+        role = session.role_label
+        self.sub_title = session.user.display_name + (f" · {role}" if role else "")
+
+    # ------------------------------------------------------------ navigation
+    def destination(self, name: str) -> Destination:
+        return next(d for d in destinations() if d.name == name)
+
+    def may_open(self, destination: Destination) -> str | None:
+        """Why the signed-in user cannot open a screen, or None when they can."""
+        session = self.session
+        if session is None:
+            return "Sign in first."
+        screen_class = destination.screen
+        if screen_class.NEEDS_ORGANIZATION and session.current is None:
+            return "Choose an organization first (ctrl+o)."
+        permission = screen_class.READ_PERMISSION
+        if permission and not session.may(permission):
+            return f"You may not open {destination.title} here (permission {permission})."
+        return None
+
+    def show(self, name: str) -> None:
+        destination = self.destination(name)
+        refusal = self.may_open(destination)
+        if refusal:
+            self.notify(refusal, severity="error")
+            return
+        # Replace, not push: the stack stays one screen deep, and escape never surprises.
+        while isinstance(self.screen, ModalScreen):
+            self.pop_screen()
+        self.switch_screen(destination.screen())
+
+    def action_go(self, name: str) -> None:
+        self.show(name)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Nothing to navigate to before sign-in.
+        return not (action in ("go", "switch_organization") and self.session is None)
+
+    def action_switch_organization(self) -> None:
+        session = self.session
+        if session is None or isinstance(self.screen, SwitchOrganizationScreen):
+            return
+        current = session.current.id if session.current else None
+
+        def chosen(choice: OrganizationChoice | None) -> None:
+            if choice is not None:
+                self.select_organization(choice)
+
+        self.push_screen(SwitchOrganizationScreen(session.organizations, current), chosen)
+
+    # ------------------------------------------------------------ clipboard
+    def copy_text(self, text: str, what: str) -> None:
+        """Copy to the clipboard of the terminal the person sits at (OSC 52, works over SSH)."""
+        self.copy_to_clipboard(text)
+        self.notify(f"Copied {what} to the clipboard.", timeout=3)
+
+    def action_copy_message(self) -> None:
+        screen = self.screen
+        text = screen.message_text if isinstance(screen, AppScreen) else ""
+        if text:
+            self.copy_text(text, "the message")
+        else:
+            self.notify("There is no message to copy.", severity="warning", timeout=3)
+
+    # ------------------------------------------------------------ command palette
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        session = self.session
+        if session is None:
+            return
+        for destination in destinations():
+            if self.may_open(destination) is None:
+                yield SystemCommand(
+                    f"Go to {destination.title}",
+                    f"Open the {destination.title} screen (key {destination.key})",
+                    partial(self.show, destination.name),
+                )
+        for choice in session.organizations:
+            if session.current is None or choice.id != session.current.id:
+                yield SystemCommand(
+                    f"Switch to {choice.name}",
+                    f"Act in {choice.name} ({choice.subdomain})",
+                    partial(self.select_organization, choice),
+                    discover=False,
+                )
+        # The current screen's own actions, as far as the user may run them.
+        for active in screen.active_bindings.values():
+            if active.node is self or not active.enabled or not active.binding.description:
+                continue
+            yield SystemCommand(
+                active.binding.description,
+                f"{type(screen).__name__.removesuffix('Screen')} · key "
+                f"{self.get_key_display(active.binding)}",
+                partial(self._run_binding, active.node, active.binding.action),
+            )
+
+    def _run_binding(self, node: Any, action: str) -> None:
+        self.call_later(self.run_action, action, node)
 
     def help_keys(self) -> list[tuple[str, str]]:
         """(keys, description) for every active binding of the current screen, footer's first."""

@@ -321,7 +321,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
                 return 0
             from creatia_tui.app import CreatiaApp
 
-            CreatiaApp(dbs, user_email=DEMO_ADMIN_EMAIL).run()
+            # The demo signs its admin in; the password is the seed's, typed for the user.
+            CreatiaApp(
+                dbs, email=DEMO_ADMIN_EMAIL, password=SeedOptions().demo_password
+            ).run()
     finally:
         if not already_running:
             servers.stop()

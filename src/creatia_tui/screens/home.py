@@ -1,35 +1,27 @@
-"""The home screen: every organization with its members and task counts from both databases.
+"""The home screen: the organizations the user belongs to (every one for a platform admin), with
+their members and task counts from both databases.
 
-The read runs in a thread worker and comes back as a message; the table keeps one row per
-organization id, so a refresh updates the cells that changed and leaves the cursor where it was.
+The read runs in a thread worker; the table keeps one row per organization id, so a refresh
+updates the cells that changed and leaves the cursor where it was. Enter switches to the
+highlighted organization.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rich.cells import cell_len
 from rich.text import Text
-from textual import work
-from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
 
-from creatia_tui.data.db import Databases
 from creatia_tui.data.models import OrganizationOverview
 from creatia_tui.data.overview import organization_overview
-from creatia_tui.errors import UserError, one_line
-from creatia_tui.widgets.status_line import StatusLine
+from creatia_tui.screens.base import AppScreen
+from creatia_tui.widgets.text import fit, plural
 
-log = logging.getLogger(__name__)
-
-LOAD_GROUP = "home"
 # Korean names take two cells a character; 24 cells keep the counts on screen at 80 columns.
 NAME_WIDTH = 24
 SUBDOMAIN_WIDTH = 20
@@ -57,24 +49,6 @@ COLUMNS = (
     Column("review", "Review", numeric=True),
     Column("done", "Done", numeric=True),
 )
-
-
-def fit(text: str, width: int) -> Text:
-    """One line at most ``width`` cells, cut with an ellipsis (measured in cells, not chars).
-
-    A Text, not a str, also keeps DataTable from reading "[" in a name as markup.
-    """
-    if cell_len(text) <= width:
-        return Text(text, no_wrap=True, end="")
-    kept, used = [], 0
-    for char in text:
-        used += cell_len(char)
-        if used > width - 1:  # one cell for the ellipsis
-            break
-        kept.append(char)
-    # Built by hand rather than with Text.truncate, which pads a split wide character with a
-    # space and leaves "플 …" instead of "플…".
-    return Text("".join(kept).rstrip() + "…", no_wrap=True, end="")
 
 
 def cells_for(org: OrganizationOverview) -> dict[str, Text]:
@@ -114,21 +88,16 @@ def describe(org: OrganizationOverview) -> str:
     )
 
 
-class HomeScreen(Screen[None]):
-    """Organizations overview; ``r`` reads both databases again."""
+class HomeScreen(AppScreen):
+    """Organizations overview; ``r`` reads both databases again, enter switches to one."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("r", "reload", "Refresh")]
+    NEEDS_ORGANIZATION = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "reload", "Refresh"),
+        Binding("enter", "open", "Switch to", show=False),
+    ]
 
     DEFAULT_CSS = """
-    HomeScreen #home-message {
-        height: auto;
-        padding: 0 1;
-        color: $text-muted;
-    }
-    HomeScreen #home-message.-error {
-        color: $error;
-        text-style: bold;
-    }
     HomeScreen #organizations {
         height: 1fr;
     }
@@ -140,87 +109,62 @@ class HomeScreen(Screen[None]):
     }
     """
 
-    class OverviewLoaded(Message):
-        def __init__(self, organizations: list[OrganizationOverview]) -> None:
-            super().__init__()
-            self.organizations = organizations
-
-    class OverviewFailed(Message):
-        def __init__(self, error: str) -> None:
-            super().__init__()
-            self.error = error
-
-    def __init__(self, dbs: Databases, *, show_latency: bool = True) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.dbs = dbs
-        self.show_latency = show_latency
         self.organizations: list[OrganizationOverview] = []
         self._shown_columns: list[Column] = []
         self._loaded_once = False
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static("Loading…", id="home-message", markup=False)
+    def compose_body(self) -> Iterable[Widget]:
         yield DataTable(id="organizations", cursor_type="row", zebra_stripes=True)
         yield Static("", id="home-detail", markup=False)
-        yield StatusLine(self.dbs, show_latency=self.show_latency)
-        yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).focus()
+        self.table.focus()
         self.action_reload()
 
     @property
     def table(self) -> DataTable[Text]:
         return self.query_one("#organizations", DataTable)
 
-    def _message(self, text: str, *, error: bool = False) -> None:
-        message = self.query_one("#home-message", Static)
-        message.update(text)
-        message.set_class(error, "-error")
-
     # ------------------------------------------------------------ loading
     def action_reload(self) -> None:
         if not self._loaded_once:
             self.table.loading = True
-        self._message("Loading…")
-        self._load()
-
-    @work(thread=True, exclusive=True, group=LOAD_GROUP, exit_on_error=False)
-    def _load(self) -> None:
-        worker = get_current_worker()
-        try:
-            organizations = organization_overview(self.dbs)
-        except UserError as exc:
-            message: Message = self.OverviewFailed(one_line(str(exc)))
-        else:
-            message = self.OverviewLoaded(organizations)
-        # A refresh pressed mid-read cancels this worker, but a thread cannot be interrupted:
-        # drop its result so an older read never overwrites a newer one.
-        if not worker.is_cancelled:
-            self.post_message(message)
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group == LOAD_GROUP and event.state == WorkerState.ERROR:
-            # Not a UserError: a bug. Keep the app running and say so in one line.
-            error = event.worker.error
-            log.error("loading the organizations failed", exc_info=error)
-            self._show_failure(one_line(f"Unexpected error: {type(error).__name__}: {error}"))
-
-    def on_home_screen_overview_failed(self, message: OverviewFailed) -> None:
-        self._show_failure(message.error)
+        self.say("Loading…")
+        session = self.session
+        # A platform admin sees every organization; anyone else those they belong to.
+        ids = None if session.user.is_platform_admin else [c.id for c in session.organizations]
+        dbs = self.creatia.dbs
+        self.run_job(
+            lambda: organization_overview(dbs, ids), self._loaded, failed=self._show_failure
+        )
 
     def _show_failure(self, error: str) -> None:
         self.table.loading = False
-        self._message(error, error=True)
+        self.say(error, error=True)
 
-    def on_home_screen_overview_loaded(self, message: OverviewLoaded) -> None:
+    def _loaded(self, organizations: list[OrganizationOverview]) -> None:
         self._loaded_once = True
-        self.organizations = message.organizations
+        self.organizations = organizations
         self.table.loading = False
-        count = len(self.organizations)
-        self._message(f"{count} organization" + ("" if count == 1 else "s"))
+        self.say(plural(len(organizations), "organization"))
         self._fill_table()
+
+    def action_open(self) -> None:
+        selected = self._highlighted_id()
+        choice = self.session.choice(selected) if selected else None
+        if choice is None:
+            self.say("You are not a member of that organization.", error=True)
+            return
+        self.creatia.select_organization(choice)
+
+    def on_data_table_row_selected(self) -> None:
+        self.action_open()
+
+    def copy_target(self) -> tuple[str, str] | None:
+        selected = self._highlighted_id()
+        return ("the organization id", selected) if selected else None
 
     # ------------------------------------------------------------ table
     def _fill_table(self) -> None:
@@ -256,6 +200,8 @@ class HomeScreen(Screen[None]):
             table.clear()
         for org_id, cells in rows.items():
             table.add_row(*(cells[c.key] for c in columns), key=org_id)
+        if selected is None and self.session.current is not None:
+            selected = self.session.current.id  # first load: start on the current organization
         if selected in rows:
             table.move_cursor(row=table.get_row_index(selected))
 

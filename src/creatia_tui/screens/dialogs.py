@@ -1,0 +1,164 @@
+"""Small modal dialogs: a yes/no confirmation and the organization switcher."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from creatia_tui.data.access import OrganizationChoice
+from creatia_tui.widgets.text import fit
+
+DIALOG_CSS = """
+{name} {{
+    align: center middle;
+}}
+{name} > Vertical {{
+    width: 64;
+    max-width: 100%;
+    height: auto;
+    max-height: 100%;
+    border: round $primary;
+    background: $surface;
+    padding: 0 1;
+}}
+{name} .dialog-title {{
+    text-style: bold;
+    width: 1fr;
+    margin-bottom: 1;
+}}
+{name} .dialog-hint {{
+    color: $text-muted;
+}}
+"""
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A question answered with y (or enter on Yes) / n / escape."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n", "answer(False)", "No"),
+        Binding("escape", "answer(False)", "Cancel"),
+    ]
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmScreen") + """
+    ConfirmScreen Horizontal {
+        height: auto;
+        margin-top: 1;
+    }
+    ConfirmScreen Button {
+        width: 1fr;
+        margin: 0 1;
+    }
+    """
+
+    def __init__(self, question: str, yes: str = "Yes") -> None:
+        super().__init__()
+        self.question = question
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.question, classes="dialog-title", markup=False)
+            with Horizontal():
+                yield Button(f"{self.yes} (y)", id="yes", variant="warning")
+                yield Button("No (n)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class SwitchOrganizationScreen(ModalScreen[OrganizationChoice | None]):
+    """Pick the organization to act in; typing filters by name or subdomain."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss(None)", "Cancel"),
+        # The filter keeps the focus; up and down move through the list under it.
+        Binding("down", "move(1)", "Next", show=False),
+        Binding("up", "move(-1)", "Previous", show=False),
+    ]
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="SwitchOrganizationScreen") + """
+    SwitchOrganizationScreen OptionList {
+        height: auto;
+        max-height: 14;
+    }
+    """
+
+    LIMIT = 200
+
+    def __init__(self, choices: list[OrganizationChoice], current: str | None = None) -> None:
+        super().__init__()
+        self.choices = choices
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static("Switch organization", classes="dialog-title")
+            yield Input(placeholder="filter by name or subdomain", id="filter")
+            yield OptionList(id="choices")
+            yield Static("enter chooses · escape cancels", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        self._fill("")
+        self.query_one("#filter", Input).focus()
+
+    def _fill(self, text: str) -> None:
+        needle = text.strip().casefold()
+        matches = [
+            c for c in self.choices
+            if not needle or needle in c.name.casefold() or needle in c.subdomain
+        ]
+        options = self.query_one("#choices", OptionList)
+        options.clear_options()
+        for choice in matches[: self.LIMIT]:
+            marker = "● " if choice.id == self.current else "  "
+            role = f" · {choice.role}" if choice.role else ""
+            label = fit(f"{marker}{choice.name} ({choice.subdomain}){role}", 58)
+            options.add_option(Option(label, id=choice.id))
+        if len(matches) > self.LIMIT:
+            options.add_option(
+                Option(f"… {len(matches) - self.LIMIT} more: type to narrow", disabled=True)
+            )
+        if matches:
+            options.highlighted = 0
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self._fill(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def choose_highlighted(self) -> None:
+        options = self.query_one("#choices", OptionList)
+        if options.highlighted is not None:
+            self._choose(options.get_option_at_index(options.highlighted).id)
+
+    @on(OptionList.OptionSelected)
+    def chosen(self, event: OptionList.OptionSelected) -> None:
+        self._choose(event.option.id)
+
+    def _choose(self, option_id: str | None) -> None:
+        choice = next((c for c in self.choices if c.id == option_id), None)
+        if choice is not None:
+            self.dismiss(choice)
+
+    def action_move(self, delta: int) -> None:
+        options = self.query_one("#choices", OptionList)
+        if delta > 0:
+            options.action_cursor_down()
+        else:
+            options.action_cursor_up()
