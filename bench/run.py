@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:
 # name -> module (imported on use, so one benchmark's imports cannot break another)
 BENCHMARKS: dict[str, str] = {
     "seed": "bench.bench_seed",
+    "audit": "bench.bench_audit",
 }
 
 
