@@ -15,6 +15,7 @@ clipboard of the terminal the person sits at, over SSH too; inside tmux it needs
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -28,7 +29,7 @@ from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-from creatia_tui.data.access import OrganizationChoice, permissions_of
+from creatia_tui.data.access import OrganizationChoice, organizations_for, permissions_of
 from creatia_tui.data.db import Databases
 from creatia_tui.data.models import User
 from creatia_tui.errors import UserError, one_line
@@ -36,6 +37,8 @@ from creatia_tui.screens.base import AppScreen, unexpected
 from creatia_tui.screens.dialogs import SwitchOrganizationScreen
 from creatia_tui.screens.sign_in import SignInScreen
 from creatia_tui.session import Session
+
+log = logging.getLogger(__name__)
 
 TITLE = "creatia-tui"
 
@@ -195,10 +198,26 @@ class CreatiaApp(App[None]):
             self.call_from_thread(self.notify, one_line(str(exc)), severity="error")
             return
         except Exception as exc:
-            self.log.error(exc)
+            log.exception("reading the permissions failed")
             self.call_from_thread(self.notify, unexpected(exc), severity="error")
             return
         self.call_from_thread(self._organization_loaded, choice, permissions)
+
+    def reload_organizations(self) -> None:
+        """Read the user's organization choices again (after one was created or deactivated)."""
+        self._reload_choices()
+
+    @work(thread=True, exclusive=True, group="organization-choices", exit_on_error=False)
+    def _reload_choices(self) -> None:
+        session = self.session
+        assert session is not None
+        try:
+            with self.dbs.pg() as conn:
+                choices = organizations_for(conn, session.user)
+        except Exception:  # the next reload tries again; the list on screen stays as it was
+            log.warning("reading the organization choices failed", exc_info=True)
+            return
+        self.call_from_thread(setattr, session, "organizations", choices)
 
     def _organization_loaded(self, choice: OrganizationChoice, permissions: frozenset[str]) -> None:
         session = self.session

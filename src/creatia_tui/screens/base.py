@@ -56,7 +56,8 @@ class AppScreen(Screen[None]):
     NEEDS_ORGANIZATION: ClassVar[bool] = True
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "copy_id", "Copy id"),
+        # Off the footer to leave room at 80 columns; listed by ? and the palette.
+        Binding("y", "copy_id", "Copy id", show=False),
     ]
 
     DEFAULT_CSS = """
@@ -142,13 +143,10 @@ class AppScreen(Screen[None]):
         """Run ``job(conn)`` in a thread on a pooled connection, in one transaction; then
         ``done(result)`` or ``failed(sentence)`` on the UI thread (``failed`` defaults to the
         message line)."""
-        dbs = self.creatia.dbs
-
-        def with_connection() -> T:
-            with dbs.pg() as conn:
-                return job(conn)
-
-        self.run_job(with_connection, done, failed=failed, group=group, exclusive=exclusive)
+        run_db(
+            self, job, done, failed=failed or (lambda text: self.say(text, error=True)),
+            group=group, exclusive=exclusive,
+        )
 
     def run_job(
         self,
@@ -160,27 +158,62 @@ class AppScreen(Screen[None]):
         exclusive: bool = True,
     ) -> None:
         """Run a blocking ``job()`` in a thread worker; see :meth:`run_db`."""
-        on_error = failed or (lambda text: self.say(text, error=True))
+        run_job(
+            self, job, done, failed=failed or (lambda text: self.say(text, error=True)),
+            group=group, exclusive=exclusive,
+        )
 
-        def work() -> None:
-            worker = get_current_worker()
-            outcome: Callable[[], Any]
-            try:
-                result = job()
-            except UserError as exc:
-                outcome = partial(on_error, one_line(str(exc)))
-            except Exception as exc:  # a bug: keep the app running, say it in one line
-                log.exception("database job failed")
-                outcome = partial(on_error, unexpected(exc))
-            else:
-                outcome = partial(done, result)
 
-            def deliver() -> None:
-                # The screen may have been left while the job ran.
-                if not worker.is_cancelled and self.is_attached:
-                    outcome()
+def run_db(
+    node: Widget,
+    job: Callable[[psycopg.Connection[Any]], T],
+    done: Callable[[T], Any],
+    *,
+    failed: Callable[[str], Any],
+    group: str = "db",
+    exclusive: bool = True,
+) -> None:
+    """:func:`run_job` on a pooled PostgreSQL connection, in one transaction."""
+    dbs = cast("CreatiaApp", node.app).dbs
 
-            with contextlib.suppress(RuntimeError):  # the app closed while the job ran
-                self.app.call_from_thread(deliver)
+    def with_connection() -> T:
+        with dbs.pg() as conn:
+            return job(conn)
 
-        self.run_worker(work, thread=True, group=group, exclusive=exclusive, exit_on_error=False)
+    run_job(node, with_connection, done, failed=failed, group=group, exclusive=exclusive)
+
+
+def run_job(
+    node: Widget,
+    job: Callable[[], T],
+    done: Callable[[T], Any],
+    *,
+    failed: Callable[[str], Any],
+    group: str = "db",
+    exclusive: bool = True,
+) -> None:
+    """Run a blocking ``job()`` in a thread worker of ``node``; then ``done(result)``, or
+    ``failed(sentence)`` for a UserError (or a bug, logged), on the UI thread. Dropped when a
+    newer job of the same group replaced it or ``node`` is gone."""
+
+    def work() -> None:
+        worker = get_current_worker()
+        outcome: Callable[[], Any]
+        try:
+            result = job()
+        except UserError as exc:
+            outcome = partial(failed, one_line(str(exc)))
+        except Exception as exc:  # a bug: keep the app running, say it in one line
+            log.exception("database job failed")
+            outcome = partial(failed, unexpected(exc))
+        else:
+            outcome = partial(done, result)
+
+        def deliver() -> None:
+            if not worker.is_cancelled and node.is_attached:
+                outcome()
+
+        with contextlib.suppress(RuntimeError):  # the app closed while the job ran
+            node.app.call_from_thread(deliver)
+
+    node.run_worker(work, thread=True, group=group, exclusive=exclusive, exit_on_error=False)
