@@ -516,6 +516,8 @@ def run(args: argparse.Namespace, target: BenchTarget) -> int:
             ("no filter", AuditFilter(), args.deep_page, repeat),
             (f"month {oldest:%Y-%m}", AuditFilter(month=oldest), args.deep_page, repeat),
             ("no filter", AuditFilter(), args.deep_page * 10, max(20, repeat // 4)),
+            # Three-quarters of the way back (about 18 months at the default size).
+            ("no filter", AuditFilter(), args.deep_page * 75, max(20, repeat // 4)),
         ):
             cursor, reached = measure_deep(conn, actor, label, filters, page_no, calls, results)
             if cursor is not None:
