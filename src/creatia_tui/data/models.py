@@ -81,6 +81,62 @@ class Permission:
 
 
 @dataclass
+class RoleSummary:
+    """A role of the organization with how many active memberships hold it (Roles screen)."""
+
+    id: str
+    organization_id: str
+    name: str
+    key: str
+    description: str | None
+    system_role: bool
+    active: bool
+    active_member_count: int
+
+
+@dataclass(frozen=True)
+class PermissionMatrix:
+    """Roles as columns, permissions as rows, and which (role_id, permission_id) are granted."""
+
+    roles: list[RoleSummary]
+    permissions: list[Permission]
+    granted: frozenset[tuple[str, str]]
+
+    def is_granted(self, role_id: str, permission_id: str) -> bool:
+        return (role_id, permission_id) in self.granted
+
+
+@dataclass
+class OrganizationListing:
+    """One row of the Organizations screen: the organization and its active member count."""
+
+    id: str
+    name: str
+    subdomain: str
+    plan: str
+    active: bool
+    settings: dict[str, Any]
+    created_at: datetime | None
+    updated_at: datetime | None
+    active_member_count: int
+
+
+@dataclass
+class MemberRow:
+    """One row of the Members screen: a membership with its user and role."""
+
+    membership_id: str
+    user_id: str
+    email: str
+    name: str | None
+    role_key: str
+    role_name: str
+    active: bool  # the membership
+    user_active: bool  # the account (a deactivated account cannot sign in anywhere)
+    joined_at: datetime | None
+
+
+@dataclass
 class AuditLogEntry:
     id: str
     organization_id: str

@@ -2,7 +2,7 @@
 
 Repositories take a psycopg connection and run inside the caller's transaction, so a service can
 write a change and its audit row atomically. They validate before writing. Permission checks live
-in the services built on top of them (the shell issue), not here.
+in the services built on top of them (``access``, ``admin``, ``roles``), not here.
 """
 
 from __future__ import annotations
@@ -124,6 +124,12 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def like_pattern(search: str | None) -> str | None:
+    """An ILIKE pattern matching `search` as a plain substring, or None for no search."""
+    search = (search or "").strip()
+    return f"%{_escape_like(search)}%" if search else None
+
+
 # ---------------------------------------------------------------- memberships
 def add_membership(
     conn: psycopg.Connection, *, organization_id: str, user_id: str, role: str = "member"
@@ -188,28 +194,34 @@ def list_permissions(conn: psycopg.Connection) -> list[Permission]:
     return [Permission(**row) for row in rows]
 
 
+# Names the user holds in the organization: through an active membership of an active user in an
+# active organization, whose role is active; every name for an active platform admin. A
+# subquery with %(user)s and %(org)s, so access.require can embed it in its one round trip.
+GRANTED_PERMISSION_NAMES = """
+SELECT p.name
+FROM permissions p
+WHERE EXISTS (SELECT 1 FROM users u
+              WHERE u.id = %(user)s AND u.role = 'admin' AND u.active)
+   OR EXISTS (
+        SELECT 1
+        FROM organization_memberships m
+        JOIN users u ON u.id = m.user_id AND u.active
+        JOIN organizations o ON o.id = m.organization_id AND o.active
+        JOIN roles r ON r.organization_id = m.organization_id AND r.key = m.role AND r.active
+        JOIN role_permissions rp ON rp.role_id = r.id AND rp.granted
+        WHERE m.user_id = %(user)s AND m.organization_id = %(org)s AND m.active
+          AND rp.permission_id = p.id)
+"""
+
+
 def effective_permissions(
     conn: psycopg.Connection, user_id: str, organization_id: str
 ) -> frozenset[str]:
     """Permission names the user holds in the organization through an active membership whose
-    role is active; a platform admin holds every permission everywhere."""
+    role is active, in an active organization; a platform admin holds every permission
+    everywhere, deactivated organizations included."""
     with conn.cursor(row_factory=tuple_row) as cur:
         rows = cur.execute(
-            """
-            SELECT p.name
-            FROM permissions p
-            WHERE EXISTS (SELECT 1 FROM users u
-                          WHERE u.id = %(user)s AND u.role = 'admin' AND u.active)
-               OR EXISTS (
-                    SELECT 1
-                    FROM organization_memberships m
-                    JOIN users u ON u.id = m.user_id AND u.active
-                    JOIN roles r ON r.organization_id = m.organization_id AND r.key = m.role
-                                AND r.active
-                    JOIN role_permissions rp ON rp.role_id = r.id AND rp.granted
-                    WHERE m.user_id = %(user)s AND m.organization_id = %(org)s AND m.active
-                      AND rp.permission_id = p.id)
-            """,
-            {"user": user_id, "org": organization_id},
+            GRANTED_PERMISSION_NAMES, {"user": user_id, "org": organization_id}
         ).fetchall()
     return frozenset(row[0] for row in rows)

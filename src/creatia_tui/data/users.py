@@ -36,6 +36,16 @@ def validate_password(password: str) -> None:
         )
 
 
+def validate_name(name: str | None) -> str:
+    """The person's name, trimmed; refused when blank or too long."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError("The name is empty.")
+    if len(name) > 255:
+        raise ValidationError("The name is longer than 255 characters.")
+    return name
+
+
 def _user(row: dict[str, Any]) -> User:
     return User(**row)
 
@@ -52,11 +62,7 @@ def create_user(
 ) -> User:
     """Insert a user; validates before writing, hashes the password, refuses duplicates."""
     email = normalise_email(email)
-    name = (name or "").strip()
-    if not name:
-        raise ValidationError("The name is empty.")
-    if len(name) > 255:
-        raise ValidationError("The name is longer than 255 characters.")
+    name = validate_name(name)
     validate_password(password)
     encrypted = hash_password(password)
     try:
