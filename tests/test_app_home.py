@@ -213,7 +213,7 @@ async def test_help_opens_with_question_mark_and_closes_with_escape(
         assert keys["Quit"].startswith("q")
         assert keys["Help"] == "?"
         assert keys["Go to Members"] == "3" and keys["Go to Audit log"] == "5"
-        assert keys["Switch org"] == "^o"
+        assert keys["Org"] == "^o"
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, HomeScreen)

@@ -135,7 +135,7 @@ class CreatiaApp(App[None]):
         Binding("q", "quit", "Quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("ctrl+o", "switch_organization", "Switch org", key_display="^o"),
+        Binding("ctrl+o", "switch_organization", "Org", key_display="^o"),
         Binding("1", "go('home')", "Go to Home", show=False),
         Binding("2", "go('organizations')", "Go to Organizations", show=False),
         Binding("3", "go('members')", "Go to Members", show=False),
@@ -326,7 +326,8 @@ class CreatiaApp(App[None]):
                 )
         # The current screen's own actions, as far as the user may run them.
         for active in screen.active_bindings.values():
-            if active.node is self or not active.enabled or not active.binding.description:
+            # The screen's own keys; the focused widget's (cursor moves) would only be noise.
+            if active.node is not screen or not active.enabled or not active.binding.description:
                 continue
             yield SystemCommand(
                 active.binding.description,

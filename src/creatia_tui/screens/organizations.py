@@ -113,7 +113,7 @@ class OrganizationsScreen(AppScreen):
         Binding("slash", "search", "Search", key_display="/"),
         Binding("n", "new", "New"),
         Binding("e", "edit", "Edit"),
-        Binding("d", "toggle_active", "(De)activate"),
+        Binding("d", "toggle_active", "On/off"),
         Binding("r", "reload", "Refresh"),
     ]
 
