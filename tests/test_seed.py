@@ -14,6 +14,7 @@ import pymongo
 import pytest
 from psycopg.rows import dict_row
 
+from creatia_tui.data.audit import AUDIT_ACTIONS
 from creatia_tui.data.db import Databases
 from creatia_tui.data.models import TASK_STATUSES
 from creatia_tui.data.mongo_schema import load_collection_specs, migrate_mongo
@@ -102,6 +103,9 @@ def test_small_seed_writes_the_expected_counts(seeded: Any) -> None:
     # Audit rows sit in their monthly partitions, none in the default one.
     assert count(pg, "SELECT count(*) FROM permission_audit_logs_default") == 0
     assert count(pg, "SELECT count(DISTINCT tableoid) FROM permission_audit_logs") == 2
+    # The seed speaks the services' audit vocabulary, so the audit screen's filter finds it.
+    rows = pg.execute("SELECT DISTINCT action FROM permission_audit_logs").fetchall()
+    assert {row["action"] for row in rows} <= set(AUDIT_ACTIONS)
     assert report.pg_rows["users"] == users
     for name, expected in zip(MONGO_COLLECTIONS, (users, 60, 4, 100), strict=True):
         assert mongo[name].count_documents({}) == expected, name

@@ -1028,10 +1028,11 @@ class _PostgresWriter(threading.Thread):
                     if granted:
                         granted_names.append(permission)
                 changed = granted_names[rng.randrange(len(granted_names))]
+                # Same action and shape as data/roles.set_permission writes.
                 audit_row(org, min(made + rng.randrange(3 * DAY), now_s),
-                          "role_permission.updated", "Role", role_id,
-                          {"permission": changed, "before": {"granted": False},
-                           "after": {"granted": True}})
+                          "role.permission_granted", "Role", role_id,
+                          {"before": {"permission": changed, "granted": False},
+                           "after": {"permission": changed, "granted": True}})
         self._copy("roles", "id, organization_id, name, key, description, system_role, active, "
                    "created_at, updated_at", roles)
         self._copy("role_permissions", "id, role_id, permission_id, granted, created_at", grants)
@@ -1041,12 +1042,12 @@ class _PostgresWriter(threading.Thread):
                 membership_id = _uuid(rng)
                 org = plan.orgs[m.org]
                 if m.recent:
-                    audit_row(org, m.joined, "membership.created", "OrganizationMembership",
+                    audit_row(org, m.joined, "membership.created", "Membership",
                               membership_id, {"before": None, "after": {
                                   "user_id": plan.user_ids[m.user], "role": m.role}})
                 elif m.role == "member" and m.active and rng.random() < 0.01:
                     audit_row(org, in_window(), "membership.role_changed",
-                              "OrganizationMembership", membership_id,
+                              "Membership", membership_id,
                               {"before": {"role": "viewer"}, "after": {"role": "member"}})
                 yield (membership_id, plan.user_ids[m.user], org.id, m.role, m.active,
                        _at(m.joined))
