@@ -8,8 +8,9 @@ from typing import Any
 import psycopg
 from textual.widgets import Input
 
-from creatia_tui.app import CreatiaApp
+from creatia_tui.app import CreatiaApp, demo_app
 from creatia_tui.data.db import Databases
+from creatia_tui.ops.seed import DEMO_ADMIN_EMAIL, SeedOptions, seed
 from creatia_tui.screens.dialogs import SwitchOrganizationScreen
 from creatia_tui.screens.home import HomeScreen
 from creatia_tui.screens.members import MembersScreen
@@ -203,12 +204,20 @@ async def test_copy_id_and_message_use_the_clipboard(dbs: Databases, world: Worl
 
 
 @run_async
-async def test_demo_credentials_sign_in_without_typing(dbs: Databases, world: World) -> None:
-    app = app_as(dbs, "root", world.acme)
+async def test_the_demo_signs_in_its_admin(dbs: Databases, pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn) as conn:
+        seed(conn, dbs.mongo, SeedOptions(users=12, tasks=20, activity=10))
+    app = demo_app(dbs)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
+        assert app.session is not None
+        assert app.session.user.email == DEMO_ADMIN_EMAIL
+        assert isinstance(app.screen, SwitchOrganizationScreen)
+        assert len(app.screen.choices) == 3
+        await pilot.press("enter")
+        await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
-        assert app.sub_title == "관리자 · platform admin"
+        assert app.sub_title.endswith("· platform admin")
 
 
 # ---------------------------------------------------------------- snapshots

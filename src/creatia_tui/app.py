@@ -361,3 +361,11 @@ class CreatiaApp(App[None]):
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(HelpScreen(self.help_keys()))
+
+
+def demo_app(dbs: Databases) -> CreatiaApp:
+    """The app as `creatia-tui demo` opens it: signed in as the seeded demo admin (the seed's
+    demo password, typed for the user), with the organization switcher open."""
+    from creatia_tui.ops.seed import DEMO_ADMIN_EMAIL, SeedOptions
+
+    return CreatiaApp(dbs, email=DEMO_ADMIN_EMAIL, password=SeedOptions().demo_password)

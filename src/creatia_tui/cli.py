@@ -300,7 +300,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     from creatia_tui.data.db import Databases
     from creatia_tui.data.migrations import migrate_postgres
     from creatia_tui.data.mongo_schema import migrate_mongo
-    from creatia_tui.ops.seed import DEMO_ADMIN_EMAIL, SeedOptions, is_seeded, seed
+    from creatia_tui.ops.seed import SeedOptions, is_seeded, seed
 
     servers = _local_servers(settings)
     already_running = bool(servers.pg_running() and servers.mongo_running())
@@ -319,12 +319,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
             if args.no_tui:
                 print(f"Ready: PostgreSQL {state.pg_dsn}, MongoDB {state.mongo_uri}.", file=out)
                 return 0
-            from creatia_tui.app import CreatiaApp
+            from creatia_tui.app import demo_app
 
-            # The demo signs its admin in; the password is the seed's, typed for the user.
-            CreatiaApp(
-                dbs, email=DEMO_ADMIN_EMAIL, password=SeedOptions().demo_password
-            ).run()
+            demo_app(dbs).run()
     finally:
         if not already_running:
             servers.stop()
