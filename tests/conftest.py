@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,7 +45,7 @@ def _with_dbname(dsn: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
+def servers() -> Iterator[ServerInfo]:
     pg = os.environ.get("CREATIA_TEST_PG_DSN")
     mongo = os.environ.get("CREATIA_TEST_MONGO_URI")
     if pg and mongo:
@@ -51,12 +53,16 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
         return
     from creatia_tui.ops.local_servers import LocalServers
 
-    local = LocalServers(tmp_path_factory.mktemp("servers") / "local")
+    # Not under tmp_path_factory: pytest deletes all but its last three basetemp folders when a
+    # session starts, which pulls the data dir from under a concurrent session's servers.
+    root = Path(tempfile.mkdtemp(prefix="creatia-test-servers-"))
+    local = LocalServers(root / "local")
     state = local.start()
     try:
         yield ServerInfo(_with_dbname(state.pg_dsn, "postgres"), state.mongo_uri)
     finally:
         local.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
