@@ -95,11 +95,13 @@ class FormScreen(ModalScreen[T | None], Generic[T]):
         margin-top: 1;
     }
     FormScreen Horizontal {
+        width: 100%;
         height: auto;
         margin-top: 1;
     }
-    FormScreen Button {
+    FormScreen Horizontal > Button {
         width: 1fr;
+        min-width: 8;
         margin: 0 1;
     }
     """
