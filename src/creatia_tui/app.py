@@ -108,6 +108,7 @@ class Destination:
 def destinations() -> list[Destination]:
     # Imported here: the screens import the app module for type hints.
     from creatia_tui.screens.audit import AuditScreen
+    from creatia_tui.screens.board import BoardScreen
     from creatia_tui.screens.home import HomeScreen
     from creatia_tui.screens.members import MembersScreen
     from creatia_tui.screens.organizations import OrganizationsScreen
@@ -119,6 +120,7 @@ def destinations() -> list[Destination]:
         Destination("members", "Members", "3", MembersScreen),
         Destination("roles", "Roles", "4", RolesScreen),
         Destination("audit", "Audit log", "5", AuditScreen),
+        Destination("board", "Board", "6", BoardScreen),
     ]
 
 
@@ -141,6 +143,7 @@ class CreatiaApp(App[None]):
         Binding("3", "go('members')", "Go to Members", show=False),
         Binding("4", "go('roles')", "Go to Roles", show=False),
         Binding("5", "go('audit')", "Go to Audit log", show=False),
+        Binding("6", "go('board')", "Go to Board", show=False),
         Binding("Y", "copy_message", "Copy message", show=False),
     ]
 
@@ -324,6 +327,8 @@ class CreatiaApp(App[None]):
                     partial(self.select_organization, choice),
                     discover=False,
                 )
+        if isinstance(screen, AppScreen):
+            yield from screen.palette_commands()
         # The current screen's own actions, as far as the user may run them.
         for active in screen.active_bindings.values():
             # The screen's own keys; the focused widget's (cursor moves) would only be noise.

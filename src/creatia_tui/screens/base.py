@@ -21,7 +21,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import psycopg
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widget import Widget
@@ -117,6 +117,10 @@ class AppScreen(Screen[None]):
             return True
         return self.session.may(permission)
 
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        """Extra command-palette entries of this screen (saved filters, say)."""
+        return ()
+
     # ------------------------------------------------------------ copying
     def copy_target(self) -> tuple[str, str] | None:
         """(what, text) to copy with ``y``: the highlighted row's id, say."""
@@ -210,8 +214,13 @@ def run_job(
             outcome = partial(done, result)
 
         def deliver() -> None:
-            if not worker.is_cancelled and node.is_attached:
+            if worker.is_cancelled or not node.is_attached:
+                return
+            try:
                 outcome()
+            except Exception as exc:  # a bug in showing the result: say so, keep running
+                log.exception("showing a job's result failed")
+                failed(unexpected(exc))
 
         with contextlib.suppress(RuntimeError):  # the app closed while the job ran
             node.app.call_from_thread(deliver)

@@ -162,3 +162,77 @@ class SwitchOrganizationScreen(ModalScreen[OrganizationChoice | None]):
             options.action_cursor_down()
         else:
             options.action_cursor_up()
+
+
+class PickScreen(ModalScreen[str | None]):
+    """Pick one value from a list (assignee, priority, saved filter…); typing filters it.
+
+    ``options`` are (label, value); the chosen value comes back, None on escape.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss(None)", "Cancel"),
+        Binding("down", "move(1)", "Next", show=False),
+        Binding("up", "move(-1)", "Previous", show=False),
+    ]
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="PickScreen") + """
+    PickScreen OptionList {
+        height: auto;
+        max-height: 14;
+    }
+    """
+
+    def __init__(
+        self, title: str, options: list[tuple[str, str]], current: str | None = None
+    ) -> None:
+        super().__init__()
+        self.title_text = title
+        self.options = options
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.title_text, classes="dialog-title", markup=False)
+            yield Input(placeholder="type to filter", id="filter")
+            yield OptionList(id="choices")
+            yield Static("enter chooses · escape cancels", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        self._fill("")
+        self.query_one("#filter", Input).focus()
+
+    def _fill(self, text: str) -> None:
+        needle = text.strip().casefold()
+        options = self.query_one("#choices", OptionList)
+        options.clear_options()
+        highlight = 0
+        shown = [(label, value) for label, value in self.options if needle in label.casefold()]
+        for index, (label, value) in enumerate(shown):
+            marker = "● " if value == self.current else "  "
+            options.add_option(Option(fit(marker + label, 58), id=value))
+            if value == self.current:
+                highlight = index
+        if shown:
+            options.highlighted = highlight
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self._fill(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def choose_highlighted(self) -> None:
+        options = self.query_one("#choices", OptionList)
+        if options.highlighted is not None:
+            self.dismiss(options.get_option_at_index(options.highlighted).id)
+
+    @on(OptionList.OptionSelected)
+    def chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_move(self, delta: int) -> None:
+        options = self.query_one("#choices", OptionList)
+        if delta > 0:
+            options.action_cursor_down()
+        else:
+            options.action_cursor_up()

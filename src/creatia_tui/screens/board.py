@@ -1,0 +1,694 @@
+"""The kanban board: an organization's tasks in status columns, triaged from the keyboard.
+
+The board keeps a cursor (column, card) of its own instead of moving the focus through card
+widgets: arrows or h/j/k/l move it, and every action works on the card under it. Only what fits
+is fetched: each column asks for the cards the terminal can show plus a few, and asks for more
+when the cursor reaches the last one loaded. Writes go through BoardService (permission check,
+optimistic ``updated_at`` check, activity log) in a thread; the card is updated in place on
+success and reloaded on a conflict, so nothing someone else wrote is overwritten.
+
+Changes made by others arrive from a TaskFeed (a change stream, or polling where the server has
+none) in a background thread and are applied to the cards without moving the cursor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from functools import partial
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Input, Static
+from textual.worker import get_current_worker
+
+from creatia_tui.data.board import (
+    BoardColumn,
+    BoardService,
+    MoveRecord,
+    TaskConflict,
+    position_between,
+)
+from creatia_tui.data.models import TASK_PRIORITIES, TASK_STATUSES, Task
+from creatia_tui.data.task_filters import BUILT_IN_FILTERS, TaskFilter
+from creatia_tui.data.tasks import utcnow
+from creatia_tui.errors import UserError, one_line
+from creatia_tui.screens.base import AppScreen
+from creatia_tui.screens.dialogs import ConfirmScreen, PickScreen
+from creatia_tui.widgets.task_card import STATUS_TITLES, TaskCard, TaskColumn
+
+log = logging.getLogger(__name__)
+
+CARD_ROWS = 4  # three lines and a gap
+UNASSIGNED_CHOICE = "-unassigned-"
+
+
+class BoardScreen(AppScreen):
+    """Columns todo, in progress, review, done (done collapsible with ``z``)."""
+
+    READ_PERMISSION = "tasks.read"
+    AUTO_FOCUS = None  # the board's own cursor takes the keys, not a focused widget
+    ACTION_PERMISSIONS: ClassVar[dict[str, str]] = {
+        "move": "tasks.update",
+        "reorder": "tasks.update",
+        "undo": "tasks.update",
+        "edit": "tasks.update",
+        "priority": "tasks.update",
+        "log_time": "tasks.update",
+        "assign": "tasks.assign",
+        "new": "tasks.create",
+        "delete": "tasks.delete",
+    }
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("left,h", "column(-1)", "Previous column", show=False),
+        Binding("right,l", "column(1)", "Next column", show=False),
+        Binding("up,k", "card(-1)", "Previous card", show=False),
+        Binding("down,j", "card(1)", "Next card", show=False),
+        Binding("shift+right,greater_than_sign", "move(1)", "Move ›", key_display=">"),
+        Binding("shift+left,less_than_sign", "move(-1)", "Move ‹", key_display="<", show=False),
+        Binding("shift+up,K", "reorder(-1)", "Move up", key_display="K", show=False),
+        Binding("shift+down,J", "reorder(1)", "Move down", key_display="J", show=False),
+        Binding("enter", "open", "Open", show=False),
+        Binding("a", "assign", "Assign"),
+        Binding("p", "priority", "Priority", show=False),
+        Binding("e", "edit", "Edit", show=False),
+        Binding("n", "new", "New"),
+        Binding("x,delete", "delete", "Delete", key_display="x", show=False),
+        Binding("t", "log_time", "Log time", show=False),
+        Binding("u", "undo", "Undo move", show=False),
+        Binding("f", "filter", "Filter"),
+        Binding("slash", "search", "Search", key_display="/", show=False),
+        Binding("z", "toggle_done", "Fold done", show=False),
+        Binding("r", "reload", "Refresh", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    BoardScreen #board-filter {
+        height: 1;
+        padding: 0 1;
+        color: $text-muted;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    BoardScreen #board-search {
+        display: none;
+        height: 1;
+        margin: 0 1;
+    }
+    BoardScreen #board-search.-open {
+        display: block;
+    }
+    BoardScreen #board {
+        height: 1fr;
+        padding-right: 1;
+    }
+    """
+
+    def __init__(self, task_filter: TaskFilter | None = None) -> None:
+        super().__init__()
+        self.task_filter = task_filter or TaskFilter()
+        self.columns: dict[str, BoardColumn] = {}
+        self.limits: dict[str, int] = {}
+        self.column_index = 0
+        self.row_by_status: dict[str, int] = dict.fromkeys(TASK_STATUSES, 0)
+        self.fold_done = False
+        self.last_move: MoveRecord | None = None
+        self._loaded_once = False
+        self._busy = False  # one write at a time: keys pressed meanwhile are refused
+
+    # ------------------------------------------------------------ layout
+    def compose_body(self) -> Iterable[Widget]:
+        yield Static("", id="board-filter", markup=False)
+        search = Input(placeholder="search task id, title, description, tags (enter)",
+                       id="board-search", compact=True)
+        search.can_focus = False  # until / opens it
+        yield search
+        with Horizontal(id="board"):
+            for status in TASK_STATUSES:
+                yield TaskColumn(status)
+
+    def on_mount(self) -> None:
+        self._show_filter()
+        self.action_reload()
+        self._follow_changes()
+
+    @property
+    def service(self) -> BoardService:
+        return BoardService(self.creatia.dbs, self.actor)
+
+    @property
+    def statuses(self) -> tuple[str, ...]:
+        return TASK_STATUSES
+
+    def visible_cards(self) -> int:
+        # The board's height less the column title; at least a few so a tiny terminal works.
+        height = self.query_one("#board").size.height or (self.size.height - 6)
+        return max((height - 1) // CARD_ROWS + 1, 3)
+
+    def _show_filter(self) -> None:
+        self.query_one("#board-filter", Static).update(
+            f"Showing: {self.task_filter.describe()}   (f filter · / search · ? keys)"
+        )
+
+    # ------------------------------------------------------------ loading
+    def action_reload(self, note: str | None = None) -> None:
+        limit = self.visible_cards() + 4
+        self.limits = dict.fromkeys(self.statuses, limit)
+        task_filter = self.task_filter
+        statuses = self.statuses
+        service = self.service
+        if not self._loaded_once:
+            self.say("Loading the board…")
+        self.run_job(
+            lambda: service.load_board(task_filter, statuses, limit),
+            lambda columns: self._loaded(columns, note),
+            group="board-load",
+        )
+
+    def _loaded(self, columns: list[BoardColumn], note: str | None) -> None:
+        self._loaded_once = True
+        selected = self.selected_task()
+        self.columns = {column.status: column for column in columns}
+        now = utcnow()
+        with self.app.batch_update():
+            for status in self.statuses:
+                self._fill_column(status, now)
+        if selected is not None:
+            self._select_task(selected.id)
+        self._paint_cursor()
+        total = sum(c.total for c in columns)
+        self.say(note or f"{total} task{'s' if total != 1 else ''} · {self.task_filter.describe()}")
+
+    def _fill_column(self, status: str, now: dt.datetime) -> None:
+        widget = self.query_one(f"#column-{status}", TaskColumn)
+        column = self.columns.get(status, BoardColumn(status, [], 0))
+        folded = status == "done" and self.fold_done
+        widget.set_class(folded, "-collapsed")
+        widget.set_title(len(column.tasks), column.total, folded)
+        scroll = widget.query_one(VerticalScroll)
+        scroll.remove_children()
+        if not folded:
+            scroll.mount_all(TaskCard(task, now) for task in column.tasks)
+
+    def _load_more(self, status: str) -> None:
+        column = self.columns.get(status)
+        if column is None or len(column.tasks) >= column.total:
+            return
+        limit = self.limits.get(status, 20) + self.visible_cards() * 2
+        self.limits[status] = limit
+        task_filter, service = self.task_filter, self.service
+        self.run_job(
+            lambda: service.load_board(task_filter, (status,), limit),
+            lambda columns: self._more_loaded(columns[0]),
+            group=f"board-more-{status}",
+        )
+
+    def _more_loaded(self, column: BoardColumn) -> None:
+        selected = self.selected_task()
+        self.columns[column.status] = column
+        self._fill_column(column.status, utcnow())
+        if selected is not None:
+            self._select_task(selected.id)
+        self._paint_cursor()
+
+    # ------------------------------------------------------------ cursor
+    @property
+    def current_status(self) -> str:
+        return self.statuses[self.column_index]
+
+    def selected_task(self) -> Task | None:
+        column = self.columns.get(self.current_status)
+        if column is None or not column.tasks:
+            return None
+        row = min(self.row_by_status[self.current_status], len(column.tasks) - 1)
+        return column.tasks[row]
+
+    def _select_task(self, task_id: str) -> bool:
+        for index, status in enumerate(self.statuses):
+            column = self.columns.get(status)
+            if column is None:
+                continue
+            for row, task in enumerate(column.tasks):
+                if task.id == task_id:
+                    self.column_index = index
+                    self.row_by_status[status] = row
+                    return True
+        return False
+
+    def _paint_cursor(self) -> None:
+        selected = self.selected_task()
+        for card in self.query(TaskCard):
+            card.set_class(selected is not None and card.card_task.id == selected.id, "-selected")
+        for column in self.query(TaskColumn):
+            column.set_class(column.status == self.current_status, "-current")
+        if selected is not None:
+            card = self._card(selected.id)
+            if card is not None:
+                card.scroll_visible(animate=False)
+
+    def _card(self, task_id: str) -> TaskCard | None:
+        cards = self.query(f"#card-{task_id}")
+        return cards.first(TaskCard) if cards else None
+
+    def action_column(self, delta: int) -> None:
+        count = len(self.statuses)
+        index = self.column_index
+        for _ in range(count):
+            index = (index + delta) % count
+            if not (self.statuses[index] == "done" and self.fold_done):
+                break
+        self.column_index = index
+        self._paint_cursor()
+
+    def action_card(self, delta: int) -> None:
+        status = self.current_status
+        column = self.columns.get(status)
+        if column is None or not column.tasks:
+            return
+        row = self.row_by_status[status] + delta
+        self.row_by_status[status] = max(0, min(row, len(column.tasks) - 1))
+        if row >= len(column.tasks) - 2:
+            self._load_more(status)
+        self._paint_cursor()
+
+    def copy_target(self) -> tuple[str, str] | None:
+        task = self.selected_task()
+        return ("the task key", task.task_id) if task else None
+
+    # ------------------------------------------------------------ writes
+    def _write(self, job: Any, done: Any, *, task: Task | None) -> None:
+        """Run one write; on a conflict show the sentence and put the current task on the card."""
+        if self._busy:
+            self.say("One change at a time: the last one is still being saved.", error=True)
+            return
+        self._busy = True
+
+        def finished(result: Any) -> None:
+            self._busy = False
+            done(result)
+
+        def failed(sentence: str) -> None:
+            self._busy = False
+            self.say(sentence, error=True)
+
+        def run() -> Any:
+            try:
+                return job()
+            except TaskConflict as conflict:
+                self.app.call_from_thread(self._conflict, task, conflict.current)
+                raise
+
+        self.run_job(run, finished, failed=failed, group="board-write", exclusive=False)
+
+    def _conflict(self, held: Task | None, current: Task | None) -> None:
+        if held is None:
+            return
+        if current is None:
+            self._remove_task(held.id)
+        else:
+            self._place(current)
+        self._paint_cursor()
+
+    def _place(self, task: Task, *, select: bool = False) -> None:
+        """Put a task where its status and position say, updating or moving its card."""
+        old_status = next(
+            (s for s, c in self.columns.items() if any(t.id == task.id for t in c.tasks)), None
+        )
+        if old_status is not None:
+            old = self.columns[old_status]
+            old.tasks = [t for t in old.tasks if t.id != task.id]
+            if old_status != task.status:
+                old.total -= 1
+        card = self._card(task.id)
+        column = self.columns.get(task.status)
+        if column is None:
+            if card is not None:
+                card.remove()
+            self._refresh_titles()
+            return
+        if old_status != task.status:
+            column.total += 1
+        ordered = sorted([*column.tasks, task], key=lambda t: (t.position, t.id))
+        index = ordered.index(task)
+        unloaded_remain = len(column.tasks) + 1 < column.total
+        if column.tasks and index == len(ordered) - 1 and unloaded_remain:
+            # It sorts past the loaded end: the column shows it when it loads that far.
+            if card is not None:
+                card.remove()
+            self._refresh_titles()
+            return
+        column.tasks = ordered
+        scroll = self.query_one(f"#column-{task.status}", TaskColumn).query_one(VerticalScroll)
+        others = [child for child in scroll.children if child is not card]
+        if card is not None and old_status == task.status:
+            card.update_task(task, utcnow())
+            if index < len(others):
+                scroll.move_child(card, before=others[index])
+            elif others:
+                scroll.move_child(card, after=others[-1])
+        else:
+            if card is not None:
+                card.remove()
+            new_card = TaskCard(task, utcnow())
+            if index < len(others):
+                scroll.mount(new_card, before=others[index])
+            else:
+                scroll.mount(new_card)
+        if select:
+            self._select_task(task.id)
+        self._refresh_titles()
+
+    def _remove_task(self, task_id: str) -> None:
+        for column in self.columns.values():
+            if any(t.id == task_id for t in column.tasks):
+                column.tasks = [t for t in column.tasks if t.id != task_id]
+                column.total -= 1
+        card = self._card(task_id)
+        if card is not None:
+            card.remove()
+        self._refresh_titles()
+
+    def _refresh_titles(self) -> None:
+        for status in self.statuses:
+            column = self.columns.get(status, BoardColumn(status, [], 0))
+            self.query_one(f"#column-{status}", TaskColumn).set_title(
+                len(column.tasks), column.total, status == "done" and self.fold_done
+            )
+
+    def action_move(self, delta: int) -> None:
+        task = self.selected_task()
+        if task is None:
+            return
+        index = TASK_STATUSES.index(task.status) + delta
+        if not 0 <= index < len(TASK_STATUSES):
+            self.say(f"{task.task_id} is already in {STATUS_TITLES[task.status]}.", error=True)
+            return
+        to_status = TASK_STATUSES[index]
+        target = self.columns.get(to_status)
+        last = target.tasks[-1].position if target and target.tasks else None
+        # Loaded to its end: the card goes last; otherwise first, where it is seen.
+        if target is not None and len(target.tasks) >= target.total:
+            position = position_between(last, None)
+        else:
+            first = target.tasks[0].position if target and target.tasks else None
+            position = position_between(None, first)
+        service = self.service
+
+        def moved(result: tuple[Task, MoveRecord]) -> None:
+            moved_task, record = result
+            self.last_move = record
+            self._place(moved_task, select=True)
+            self._paint_cursor()
+            self.say(f"{moved_task.task_id} → {STATUS_TITLES[to_status]} (u undoes).")
+
+        self._write(lambda: service.move(task, to_status, position), moved, task=task)
+
+    def action_reorder(self, delta: int) -> None:
+        task = self.selected_task()
+        column = self.columns.get(self.current_status)
+        if task is None or column is None:
+            return
+        row = column.tasks.index(task)
+        target = row + delta
+        if not 0 <= target < len(column.tasks):
+            return
+        if delta < 0:
+            before = column.tasks[target - 1].position if target > 0 else None
+            position = position_between(before, column.tasks[target].position)
+        else:
+            after = column.tasks[target + 1].position if target + 1 < len(column.tasks) else None
+            position = position_between(column.tasks[target].position, after)
+        service = self.service
+
+        def moved(result: tuple[Task, MoveRecord]) -> None:
+            moved_task, record = result
+            self.last_move = record
+            self._place(moved_task, select=True)
+            self._paint_cursor()
+            self.say(f"{moved_task.task_id} moved {'up' if delta < 0 else 'down'}.")
+
+        self._write(lambda: service.move(task, task.status, position), moved, task=task)
+
+    def action_undo(self) -> None:
+        record = self.last_move
+        if record is None:
+            self.say("There is no move to undo.", error=True)
+            return
+        current = next(
+            (t for c in self.columns.values() for t in c.tasks if t.id == record.task_id), None
+        )
+        service = self.service
+
+        def job() -> Task:
+            held = current or service.get_task(record.task_id)
+            return service.undo(record, held)
+
+        def undone(task: Task) -> None:
+            self.last_move = None
+            self._place(task, select=True)
+            self._paint_cursor()
+            self.say(f"Undone: {task.task_id} is back in {STATUS_TITLES[task.status]}.")
+
+        self._write(job, undone, task=current)
+
+    def _updated(self, verb: str) -> Any:
+        def done(task: Task) -> None:
+            self._place(task, select=True)
+            self._paint_cursor()
+            self.say(f"{task.task_id} {verb}.")
+
+        return done
+
+    def action_assign(self) -> None:
+        task = self.selected_task()
+        if task is None:
+            return
+        service = self.service
+
+        def pick(members: Any) -> None:
+            options = [("unassigned", UNASSIGNED_CHOICE)] + [
+                (f"{m.name} <{m.email}>", m.user_id) for m in members
+            ]
+
+            def chosen(value: str | None) -> None:
+                if value is None:
+                    return
+                user_id = None if value == UNASSIGNED_CHOICE else value
+                self._write(lambda: service.assign(task, user_id),
+                            self._updated("assigned" if user_id else "unassigned"), task=task)
+
+            self.app.push_screen(
+                PickScreen(f"Assign {task.task_id}", options,
+                           task.assignee_id or UNASSIGNED_CHOICE),
+                chosen,
+            )
+
+        self.run_job(service.assignable_members, pick, group="board-members")
+
+    def action_priority(self) -> None:
+        task = self.selected_task()
+        if task is None:
+            return
+        service = self.service
+
+        def chosen(value: str | None) -> None:
+            if value is not None and value != task.priority:
+                self._write(lambda: service.set_priority(task, value),
+                            self._updated(f"is now {value}"), task=task)
+
+        options = [(p, p) for p in reversed(TASK_PRIORITIES)]
+        self.app.push_screen(
+            PickScreen(f"Priority of {task.task_id}", options, task.priority), chosen
+        )
+
+    def action_delete(self) -> None:
+        task = self.selected_task()
+        if task is None:
+            return
+        service = self.service
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.say("Nothing deleted.")
+                return
+
+            def deleted(_: None) -> None:
+                self._remove_task(task.id)
+                self._paint_cursor()
+                self.say(f"Deleted {task.task_id}.")
+
+            self._write(lambda: service.delete(task), deleted, task=task)
+
+        self.app.push_screen(
+            ConfirmScreen(f"Delete {task.task_id} “{task.title}”? This cannot be undone.",
+                          "Delete"),
+            answered,
+        )
+
+    def action_new(self) -> None:
+        from creatia_tui.screens.task_forms import TaskForm
+
+        status = self.current_status if self.current_status != "done" else "todo"
+
+        def created(task: Task | None) -> None:
+            if task is not None:
+                self._place(task, select=True)
+                self._paint_cursor()
+                self.say(f"Created {task.task_id}.")
+
+        self.app.push_screen(TaskForm(self.service, None, status=status), created)
+
+    def action_edit(self) -> None:
+        from creatia_tui.screens.task_forms import TaskForm
+
+        task = self.selected_task()
+        if task is None:
+            return
+        service = self.service
+
+        def edit(full: Task) -> None:
+            self.app.push_screen(TaskForm(service, full), self._saved_form("saved"))
+
+        self.run_job(lambda: service.get_task(task.id), edit, group="board-open")
+
+    def _saved_form(self, verb: str) -> Any:
+        def done(task: Task | None) -> None:
+            if task is not None:
+                self._place(task, select=True)
+                self._paint_cursor()
+                self.say(f"{task.task_id} {verb}.")
+
+        return done
+
+    def action_log_time(self) -> None:
+        from creatia_tui.screens.task_forms import TimeForm
+
+        task = self.selected_task()
+        if task is None:
+            return
+        service = self.service
+
+        def log_for(full: Task) -> None:
+            self.app.push_screen(TimeForm(service, full), self._saved_form("time logged"))
+
+        self.run_job(lambda: service.get_task(task.id), log_for, group="board-open")
+
+    def action_open(self) -> None:
+        from creatia_tui.screens.task_detail import TaskDetailScreen
+
+        task = self.selected_task()
+        if task is None:
+            return
+
+        def closed(changed: Task | None) -> None:
+            if changed is not None:
+                self._place(changed, select=True)
+                self._paint_cursor()
+
+        self.app.push_screen(TaskDetailScreen(self.service, task.id), closed)
+
+    # ------------------------------------------------------------ filters and search
+    def set_filter(self, task_filter: TaskFilter, note: str | None = None) -> None:
+        self.task_filter = task_filter
+        self.fold_done = task_filter.open_only or self.fold_done
+        self._show_filter()
+        self.action_reload(note)
+
+    def action_filter(self) -> None:
+        from creatia_tui.screens.task_forms import FilterScreen
+
+        def chosen(task_filter: TaskFilter | None) -> None:
+            if task_filter is not None:
+                self.set_filter(task_filter)
+
+        self.app.push_screen(FilterScreen(self.service, self.task_filter), chosen)
+
+    def action_search(self) -> None:
+        search = self.query_one("#board-search", Input)
+        search.can_focus = True
+        search.add_class("-open")
+        search.value = self.task_filter.text or ""
+        search.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "board-search":
+            return
+        event.input.remove_class("-open")
+        event.input.can_focus = False
+        self.set_focus(None)
+        self.set_filter(self.task_filter.with_(text=event.value.strip() or None))
+
+    def key_escape(self) -> None:
+        search = self.query_one("#board-search", Input)
+        if search.has_focus:
+            search.remove_class("-open")
+            search.can_focus = False
+            self.set_focus(None)
+
+    def action_toggle_done(self) -> None:
+        self.fold_done = not self.fold_done
+        if self.fold_done and self.current_status == "done":
+            self.column_index = TASK_STATUSES.index("review")
+        self._fill_column("done", utcnow())
+        self._paint_cursor()
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        for name, task_filter in BUILT_IN_FILTERS.items():
+            yield SystemCommand(
+                f"Filter: {name}", task_filter.describe(),
+                partial(self.set_filter, task_filter, f"Filter: {name}"),
+            )
+        for name, task_filter in getattr(self, "saved_filters", {}).items():
+            yield SystemCommand(
+                f"Filter: {name}", f"your saved filter · {task_filter.describe()}",
+                partial(self.set_filter, task_filter, f"Filter: {name}"),
+            )
+        yield SystemCommand("Filter: all tasks", "clear every filter",
+                            partial(self.set_filter, TaskFilter(), "Filter: all tasks"))
+
+    # ------------------------------------------------------------ changes by others
+    @work(thread=True, group="board-feed", exit_on_error=False)
+    def _follow_changes(self) -> None:
+        from creatia_tui.data.task_feed import TaskFeed
+
+        worker = get_current_worker()
+        try:
+            feed = TaskFeed(self.creatia.dbs, self.actor.organization_id)
+        except UserError as exc:
+            log.warning("live board updates are off: %s", one_line(str(exc)))
+            return
+        try:
+            while not worker.is_cancelled:
+                changes = feed.next_changes(1.0)
+                if changes and not worker.is_cancelled:
+                    self.app.call_from_thread(self._apply_changes, changes)
+        finally:
+            feed.close()
+
+    def _apply_changes(self, changes: list[Any]) -> None:
+        if not self.is_attached:
+            return
+        selected = self.selected_task()
+        for change in changes:
+            if change.kind == "delete" or change.task is None:
+                self._remove_task(change.task_id)
+                if self.last_move and self.last_move.task_id == change.task_id:
+                    self.last_move = None
+            elif self._shown(change.task_id) or self._matches_filter(change.task):
+                self._place(change.task)
+        if selected is not None:
+            self._select_task(selected.id)
+        self._paint_cursor()
+
+    def _shown(self, task_id: str) -> bool:
+        return any(t.id == task_id for c in self.columns.values() for t in c.tasks)
+
+    def _matches_filter(self, task: Task) -> bool:
+        # Without a filter every task of the organization belongs on the board; with one, a
+        # task the board does not show yet appears on the next refresh instead of guessing here.
+        return self.task_filter.is_empty
