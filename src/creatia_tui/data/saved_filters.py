@@ -6,10 +6,10 @@ Decisions:
   0005) and nobody else sees it: not an admin, not an owner. Listing, saving and deleting take
   the permission to read tasks (``tasks.read``), since a filter only narrows what the user may
   read anyway; a viewer may save their own.
-- Names are trimmed (runs of spaces inside become one), 1 to 100 characters, and unique per user and organization whatever their
-  case. Saving under an existing name replaces that filter (and takes the new spelling); the
-  built-in names (``task_filters.BUILT_IN_FILTERS``) are refused in any case, so a list never
-  shows two filters with one name.
+- Names are trimmed (runs of spaces inside become one), 1 to 100 characters, and unique per
+  user and organization whatever their case. Saving under an existing name replaces that filter
+  (and takes the new spelling); the built-in names (``task_filters.BUILT_IN_FILTERS``) are
+  refused in any case, so a list never shows two filters with one name.
 - Filters are stored as ``TaskFilter.to_json()`` and read back with ``from_json`` (which
   validates): "me" stays "me", so a saved "my tasks" follows whoever uses it.
 - Deleting another user's filter, or one of another organization, says "not found", exactly as

@@ -31,9 +31,10 @@ Two ways, chosen per feed:
    after the watermark (the newest ``updated_at`` seen) minus 5 seconds, on
    ``idx_tasks_org_updated`` (every writer sets ``updated_at``; the board service does). The
    5-second overlap catches writers whose clocks lag or whose write committed after a newer
-   one; a task is reported again only when its ``updated_at`` changed. Polling does not see deletes (nothing is left to read): a deleted card stays until
-   the board reloads. A feed that fell back keeps polling until it is closed; the next feed
-   tries a change stream again. Measured here: median 630 ms, at most 1 s.
+   one; a task is reported again only when its ``updated_at`` changed. Polling does not see
+   deletes (nothing is left to read): a deleted card stays until the board reloads. A feed
+   that fell back keeps polling until it is closed; the next feed tries a change stream again.
+   Measured here: median 630 ms, at most 1 s.
 
 Errors: a network error or a server restart never raises out of ``next_changes``: it is logged,
 the stream is dropped and reopened from its resume token after a backoff (0.5 s doubling to 15
