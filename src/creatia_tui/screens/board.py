@@ -157,7 +157,8 @@ class BoardScreen(AppScreen):
 
     # ------------------------------------------------------------ loading
     def action_reload(self, note: str | None = None) -> None:
-        limit = self.visible_cards() + 4
+        # As deep as a column was loaded: the selected card stays loaded (and selected).
+        limit = max([self.visible_cards() + 4, *self.limits.values()])
         self.limits = dict.fromkeys(self.statuses, limit)
         task_filter = self.task_filter
         statuses = self.statuses
@@ -191,9 +192,33 @@ class BoardScreen(AppScreen):
         widget.set_class(folded, "-collapsed")
         widget.set_title(len(column.tasks), column.total, folded)
         scroll = widget.query_one(VerticalScroll)
-        scroll.remove_children()
-        if not folded:
-            scroll.mount_all(TaskCard(task, now) for task in column.tasks)
+        tasks = [] if folded else column.tasks
+        # Cards already shown are updated and moved in place, only new ones are mounted: a card
+        # removed and mounted again at once would clash with itself (a removed widget keeps its
+        # id until its removal is processed), and a reload would fail with DuplicateIds.
+        cards = {card.card_task.id: card for card in scroll.query_children(TaskCard)}
+        wanted = {task.id for task in tasks}
+        stale = [c for task_id, c in cards.items() if task_id not in wanted and c.display]
+        if stale:
+            scroll.remove_children(stale)
+        previous: TaskCard | None = None
+        for task in tasks:
+            card = cards.get(task.id)
+            if card is None:
+                card = TaskCard(task, now)
+                if previous is not None:
+                    scroll.mount(card, after=previous)
+                elif scroll.children:
+                    scroll.mount(card, before=scroll.children[0])
+                else:
+                    scroll.mount(card)
+            else:
+                card.update_task(task, now)
+                if previous is not None:
+                    scroll.move_child(card, after=previous)
+                elif scroll.children[0] is not card:
+                    scroll.move_child(card, before=scroll.children[0])
+            previous = card
 
     def _load_more(self, status: str) -> None:
         column = self.columns.get(status)
@@ -252,8 +277,10 @@ class BoardScreen(AppScreen):
                 card.scroll_visible(animate=False)
 
     def _card(self, task_id: str) -> TaskCard | None:
-        cards = self.query(f"#card-{task_id}")
-        return cards.first(TaskCard) if cards else None
+        # A card still being removed (moved to another column a moment ago, where a new card
+        # stands for it) is skipped: Textual reports display False while it prunes a widget.
+        cards = self.query(f"#card-{task_id}").results(TaskCard)
+        return next((card for card in cards if card.display), None)
 
     def action_column(self, delta: int) -> None:
         count = len(self.statuses)
@@ -596,6 +623,7 @@ class BoardScreen(AppScreen):
     def set_filter(self, task_filter: TaskFilter, note: str | None = None) -> None:
         self.task_filter = task_filter
         self.fold_done = task_filter.open_only or self.fold_done
+        self.limits = {}  # another filter starts from one screenful again
         self._show_filter()
         self.action_reload(note)
 
@@ -658,7 +686,7 @@ class BoardScreen(AppScreen):
 
         worker = get_current_worker()
         try:
-            feed = TaskFeed(self.creatia.dbs, self.actor.organization_id)
+            feed = TaskFeed(self.creatia.dbs, self.actor)
         except UserError as exc:
             log.warning("live board updates are off: %s", one_line(str(exc)))
             return
@@ -679,11 +707,20 @@ class BoardScreen(AppScreen):
                 self._remove_task(change.task_id)
                 if self.last_move and self.last_move.task_id == change.task_id:
                     self.last_move = None
+            elif self._is_older(change.task):
+                continue  # the echo of our own write, after a newer one of ours was shown
             elif self._shown(change.task_id) or self._matches_filter(change.task):
                 self._place(change.task)
         if selected is not None:
             self._select_task(selected.id)
         self._paint_cursor()
+
+    def _is_older(self, task: Task) -> bool:
+        held = next((t for c in self.columns.values() for t in c.tasks if t.id == task.id), None)
+        return bool(
+            held is not None and held.updated_at and task.updated_at
+            and task.updated_at < held.updated_at
+        )
 
     def _shown(self, task_id: str) -> bool:
         return any(t.id == task_id for c in self.columns.values() for t in c.tasks)

@@ -7,7 +7,6 @@ board with the task as it is now, so the card there is updated.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -56,9 +55,17 @@ def detail_lines(task: Task) -> list[tuple[str, str]]:
         ("Created", _when(task.created_at)),
         ("Updated", _when(task.updated_at)),
         ("Id", task.id),
-        ("Snapshot", json.dumps(task.assignee_snapshot, ensure_ascii=False, default=str)
-         if task.assignee_snapshot else "—"),
+        ("Snapshot", _snapshot(task.assignee_snapshot)),
     ]
+
+
+def _snapshot(snapshot: dict[str, Any] | None) -> str:
+    """The assignee as the task copied them: name <email>, and when (the ids are above)."""
+    if not snapshot:
+        return "—"
+    synced = snapshot.get("synced_at")
+    when = _when(synced) if isinstance(synced, dt.datetime) else str(synced or "—")
+    return f"{snapshot.get('name') or '—'} <{snapshot.get('email') or '—'}> · synced {when}"
 
 
 class TaskDetailScreen(ModalScreen[Task | None]):
@@ -111,6 +118,7 @@ class TaskDetailScreen(ModalScreen[Task | None]):
         self.task_id = task_id
         self.task_: Task | None = None
         self.changed = False
+        self.names: dict[str, str] = {}  # user id -> name, for the time entries
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -127,8 +135,22 @@ class TaskDetailScreen(ModalScreen[Task | None]):
         self.reload()
 
     def reload(self) -> None:
-        run_job(self, lambda: self.service.get_task(self.task_id), self.show,
+        service, task_id = self.service, self.task_id
+
+        def load() -> tuple[Task, dict[str, str]]:
+            task = service.get_task(task_id)
+            return task, {m.user_id: m.name for m in service.assignable_members()}
+
+        def loaded(result: tuple[Task, dict[str, str]]) -> None:
+            self.task_, self.names = result
+            self.show(self.task_)
+
+        run_job(self, load, loaded,
                 failed=lambda text: self.query_one("#detail-error", Static).update(text))
+
+    def _who(self, user_id: str) -> str:
+        """Who logged an entry: the member's name; an id's start for a former member."""
+        return self.names.get(user_id) or user_id[:8]
 
     def show(self, task: Task) -> None:
         self.task_ = task
@@ -144,7 +166,8 @@ class TaskDetailScreen(ModalScreen[Task | None]):
         for entry in task.time_entries:
             table.add_row(
                 entry.logged_at.strftime("%Y-%m-%d %H:%M") if entry.logged_at else "—",
-                f"{entry.hours:g}", fit(entry.user_id[:8], 8), fit(entry.description or "", 40),
+                f"{entry.hours:g}", fit(self._who(entry.user_id), 12),
+                fit(entry.description or "", 40),
             )
         if not task.time_entries:
             table.add_row("—", "", "", "no time logged yet")

@@ -62,7 +62,14 @@ def _day(value: dt.datetime | None) -> str:
 class TaskForm(FormScreen[Task]):
     """A new task (``task=None``) or the editable fields of one."""
 
+    # No blank row between fields: with the gutter of FormScreen a new task's eight fields push
+    # the buttons past the bottom at 80x24. The rows are given because an auto grid row sizes a
+    # TextArea by its text (one line), not by its height.
     DEFAULT_CSS = """
+    TaskForm Grid {
+        grid-gutter: 0 1;
+        grid-rows: 1 3 1 1 1 1 1 1;
+    }
     TaskForm TextArea {
         height: 3;
     }
@@ -173,7 +180,12 @@ class FilterScreen(ModalScreen[TaskFilter | None]):
         Binding("ctrl+r", "clear", "Clear"),
     ]
 
-    DEFAULT_CSS = FormScreen.DEFAULT_CSS.replace("FormScreen", "FilterScreen")
+    # Eight one-line fields without blank rows between them, so the buttons fit at 80x24.
+    DEFAULT_CSS = FormScreen.DEFAULT_CSS.replace("FormScreen", "FilterScreen") + """
+    FilterScreen Grid {
+        grid-gutter: 0 1;
+    }
+    """
 
     def __init__(self, service: BoardService, current: TaskFilter) -> None:
         super().__init__()
