@@ -120,7 +120,7 @@ def expected(
 # ---------------------------------------------------------------- screen helpers
 async def open_audit(pilot: Pilot[Any]) -> AuditScreen:
     await settle(pilot)
-    await pilot.press("5")
+    await pilot.press("8")
     await settle(pilot)
     screen = pilot.app.screen
     assert isinstance(screen, AuditScreen)
@@ -442,7 +442,7 @@ async def test_a_viewer_cannot_open_the_audit_log(
     app = app_as(dbs, "yuna", world.lab)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        await pilot.press("5")
+        await pilot.press("8")
         await settle(pilot)
         assert not isinstance(app.screen, AuditScreen)
     yuna = actor(conn, world.yuna, world.lab)
@@ -552,21 +552,21 @@ def test_snapshot_audit_80x24(
     dbs: Databases, world: World, pg_dsn: str, snap_compare: Any
 ) -> None:
     app = snapshot_app(dbs, pg_dsn, world)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=snapshot_before(press("5")))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=snapshot_before(press("8")))
 
 
 def test_snapshot_audit_160x50(
     dbs: Databases, world: World, pg_dsn: str, snap_compare: Any
 ) -> None:
     app = snapshot_app(dbs, pg_dsn, world)
-    assert snap_compare(app, terminal_size=(160, 50), run_before=snapshot_before(press("5")))
+    assert snap_compare(app, terminal_size=(160, 50), run_before=snapshot_before(press("8")))
 
 
 def test_snapshot_audit_entry_80x24(
     dbs: Databases, world: World, pg_dsn: str, snap_compare: Any
 ) -> None:
     app = snapshot_app(dbs, pg_dsn, world)
-    steps = snapshot_before(press("5"), press("down", "down"), press("enter"))
+    steps = snapshot_before(press("8"), press("down", "down"), press("enter"))
     assert snap_compare(app, terminal_size=(80, 24), run_before=steps)
 
 
@@ -575,5 +575,5 @@ def test_snapshot_audit_filtered_by_actor_160x50(
 ) -> None:
     app = snapshot_app(dbs, pg_dsn, world)
     # The actor menu: anyone, 강하늘, 관리자 (root), 김민준, 황보 세영…; the filter keeps focus.
-    steps = snapshot_before(press("5"), press("f", "tab", "right", "right", "right", "right"))
+    steps = snapshot_before(press("8"), press("f", "tab", "right", "right", "right", "right"))
     assert snap_compare(app, terminal_size=(160, 50), run_before=steps)

@@ -63,7 +63,7 @@ def unchanged(pg_dsn: str) -> tuple[list[Any], list[Any], list[Any]]:
 
 async def open_members(pilot: Pilot[Any]) -> MembersScreen:
     await settle(pilot)
-    await pilot.press("3")
+    await pilot.press("6")
     await settle(pilot)
     screen = pilot.app.screen
     assert isinstance(screen, MembersScreen)
@@ -538,13 +538,13 @@ def members_app(dbs: Databases, world: World) -> CreatiaApp:
 
 def test_snapshot_members_80x24(dbs: Databases, world: World, snap_compare: Any) -> None:
     assert snap_compare(
-        members_app(dbs, world), terminal_size=(80, 24), run_before=snapshot_before(press("3"))
+        members_app(dbs, world), terminal_size=(80, 24), run_before=snapshot_before(press("6"))
     )
 
 
 def test_snapshot_members_160x50(dbs: Databases, world: World, snap_compare: Any) -> None:
     assert snap_compare(
-        members_app(dbs, world), terminal_size=(160, 50), run_before=snapshot_before(press("3"))
+        members_app(dbs, world), terminal_size=(160, 50), run_before=snapshot_before(press("6"))
     )
 
 
@@ -555,12 +555,12 @@ async def weak_password(pilot: Pilot[Any]) -> None:
 def test_snapshot_create_form_refusal_80x24(
     dbs: Databases, world: World, snap_compare: Any
 ) -> None:
-    steps = snapshot_before(press("3"), press("c"), weak_password)
+    steps = snapshot_before(press("6"), press("c"), weak_password)
     assert snap_compare(members_app(dbs, world), terminal_size=(80, 24), run_before=steps)
 
 
 def test_snapshot_create_form_refusal_160x50(
     dbs: Databases, world: World, snap_compare: Any
 ) -> None:
-    steps = snapshot_before(press("3"), press("c"), weak_password)
+    steps = snapshot_before(press("6"), press("c"), weak_password)
     assert snap_compare(members_app(dbs, world), terminal_size=(160, 50), run_before=steps)

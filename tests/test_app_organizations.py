@@ -41,7 +41,7 @@ def org_row(pg_dsn: str, org_id: str) -> dict[str, Any]:
 
 async def open_organizations(pilot: Pilot[Any]) -> OrganizationsScreen:
     await settle(pilot)
-    await pilot.press("2")
+    await pilot.press("5")
     await settle(pilot)
     screen = pilot.app.screen
     assert isinstance(screen, OrganizationsScreen)
@@ -309,12 +309,12 @@ async def test_y_copies_the_highlighted_id(dbs: Databases, world: World) -> None
 # ---------------------------------------------------------------- snapshots
 def test_snapshot_organizations_80x24(dbs: Databases, world: World, snap_compare: Any) -> None:
     app = app_as(dbs, "root", world.lab)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=snapshot_before(press("2")))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=snapshot_before(press("5")))
 
 
 def test_snapshot_organizations_160x50(dbs: Databases, world: World, snap_compare: Any) -> None:
     app = app_as(dbs, "root", world.lab)
-    assert snap_compare(app, terminal_size=(160, 50), run_before=snapshot_before(press("2")))
+    assert snap_compare(app, terminal_size=(160, 50), run_before=snapshot_before(press("5")))
 
 
 def test_snapshot_organization_form_refusal_80x24(
@@ -324,7 +324,7 @@ def test_snapshot_organization_form_refusal_80x24(
         await pilot.press(*"디자인 스튜디오", "tab", *"Design", "ctrl+s")
 
     app = app_as(dbs, "root", world.lab)
-    steps = snapshot_before(press("2"), press("n"), bad_subdomain)
+    steps = snapshot_before(press("5"), press("n"), bad_subdomain)
     assert snap_compare(app, terminal_size=(80, 24), run_before=steps)
 
 
@@ -333,5 +333,5 @@ def test_snapshot_deactivate_confirmation_80x24(
 ) -> None:
     app = app_as(dbs, "minjun", world.lab)
     assert snap_compare(
-        app, terminal_size=(80, 24), run_before=snapshot_before(press("2"), press("d"))
+        app, terminal_size=(80, 24), run_before=snapshot_before(press("5"), press("d"))
     )

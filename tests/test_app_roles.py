@@ -96,7 +96,7 @@ def role_id_of(pg_dsn: str, org: str, key: str) -> str:
 
 async def open_roles(pilot: Pilot[Any]) -> RolesScreen:
     await settle(pilot)
-    await pilot.press("4")
+    await pilot.press("7")
     await settle(pilot)
     screen = pilot.app.screen
     assert isinstance(screen, RolesScreen)
@@ -469,7 +469,7 @@ async def test_a_role_with_members_is_not_deactivated_and_nothing_is_written(
 def test_snapshot_roles_80x24(dbs: Databases, world: World, pg_dsn: str, snap_compare: Any) -> None:
     make_role(pg_dsn, world.lab, "디자이너", "designer")
     app = app_as(dbs, "minjun", world.lab)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=snapshot_before(press("4")))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=snapshot_before(press("7")))
 
 
 def test_snapshot_roles_160x50(
@@ -478,7 +478,7 @@ def test_snapshot_roles_160x50(
     make_role(pg_dsn, world.lab, "디자이너", "designer")
     make_role(pg_dsn, world.lab, "프로젝트 매니저 (외부 협력사)", "external_pm")
     app = app_as(dbs, "minjun", world.lab)
-    assert snap_compare(app, terminal_size=(160, 50), run_before=snapshot_before(press("4")))
+    assert snap_compare(app, terminal_size=(160, 50), run_before=snapshot_before(press("7")))
 
 
 def test_snapshot_role_form_refusal_80x24(
@@ -488,7 +488,7 @@ def test_snapshot_role_form_refusal_80x24(
         await pilot.press(*"디자이너", "tab", *"Designer", "ctrl+s")
 
     app = app_as(dbs, "minjun", world.lab)
-    steps = snapshot_before(press("4"), press("n"), bad_key)
+    steps = snapshot_before(press("7"), press("n"), bad_key)
     assert snap_compare(app, terminal_size=(80, 24), run_before=steps)
 
 
@@ -500,6 +500,6 @@ def test_snapshot_deactivate_refused_80x24(
     make_role(pg_dsn, world.lab, "외부 협력사 매니저", "partner")
     app = app_as(dbs, "minjun", world.lab)
     steps = snapshot_before(
-        press("4"), press("down", "right", "right", "right", "right"), press("d"), press("y")
+        press("7"), press("down", "right", "right", "right", "right"), press("d"), press("y")
     )
     assert snap_compare(app, terminal_size=(80, 24), run_before=steps)

@@ -128,7 +128,7 @@ async def test_switching_organization_keeps_the_screen_and_rereads_permissions(
     app = app_as(dbs, "minjun", world.lab)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        await pilot.press("2")
+        await pilot.press("5")
         await settle(pilot)
         assert isinstance(app.screen, OrganizationsScreen)
         assert "organizations.update" in app.session.permissions  # type: ignore[union-attr]
@@ -145,15 +145,15 @@ async def test_screens_the_user_may_not_read_are_refused_with_a_sentence(
     app = app_as(dbs, "yuna", world.lab)  # a viewer: no audit.read
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        await pilot.press("5")
+        await pilot.press("8")
         await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
         [note] = [n.message for n in app._notifications]
         assert note == "You may not open Audit log here (permission audit.read)."
-        await pilot.press("3")
+        await pilot.press("6")
         await settle(pilot)
         assert isinstance(app.screen, MembersScreen)  # viewers read members
-        await pilot.press("4")
+        await pilot.press("7")
         await settle(pilot)
         assert isinstance(app.screen, RolesScreen)
 
@@ -165,7 +165,7 @@ async def test_the_palette_offers_screens_organizations_and_permitted_actions(
     app = app_as(dbs, "yuna", world.lab)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        await pilot.press("2")
+        await pilot.press("5")
         await settle(pilot)
         titles = {c.title for c in app.get_system_commands(app.screen)}
         assert {"Go to Home", "Go to Members", "Go to Roles", "Search", "Refresh"} <= titles
@@ -195,9 +195,11 @@ async def test_copy_id_and_message_use_the_clipboard(dbs: Databases, world: Worl
     app = app_as(dbs, "minjun", world.lab)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
+        await pilot.press("0")  # the overview: the highlighted row is the current organization
+        await settle(pilot)
         await pilot.press("y")
         await pilot.pause()
-        assert app.clipboard == world.lab  # the highlighted organization on Home
+        assert app.clipboard == world.lab
         await pilot.press("Y")
         await pilot.pause()
         assert app.clipboard == "2 organizations"

@@ -31,7 +31,10 @@ async def settle(pilot: Pilot[Any]) -> None:
     another read, as signing in starts the permission read and then the screen's own)."""
     for _ in range(3):
         await pilot.pause()
-        await pilot.app.workers.wait_for_complete()
+        # A "-feed" worker (the board's live changes) runs until its screen closes.
+        finite = [w for w in pilot.app.workers if not w.group.endswith("-feed")]
+        if finite:  # an empty list would mean "every worker" to Textual
+            await pilot.app.workers.wait_for_complete(finite)
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
 

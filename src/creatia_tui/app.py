@@ -4,8 +4,9 @@ The app is handed an open :class:`~creatia_tui.data.db.Databases` and does not c
 opened it (the command line, a test) owns it. Every database call runs in a thread worker, so a
 slow or dead server never freezes the keyboard.
 
-Navigation: the digits 1–5 open Home, Organizations, Members, Roles and Audit (a fresh screen
-each time, so it shows the database as it is now); ctrl+o switches organization; ctrl+p opens
+Navigation: a digit opens each screen (NAVIGATION: 1 Home, 2 Board, 4 Activity, 5 Organizations,
+6 Members, 7 Roles, 8 Audit log, 0 Overview; a fresh screen each time, so it shows the database
+as it is now); ctrl+o switches organization; ctrl+p opens
 the command palette, which lists the screens, the organizations and every action of the current
 screen that the signed-in user may run, besides Textual's own commands (themes, keys, quit).
 Copying (``y`` on a row's id, ``Y`` on the message line) uses OSC 52, so it reaches the
@@ -105,23 +106,41 @@ class Destination:
     screen: type[AppScreen]
 
 
+# (digit, name, title) of every screen reachable from anywhere, in key order.
+NAVIGATION: tuple[tuple[str, str, str], ...] = (
+    ("1", "home", "Home"),
+    ("2", "board", "Board"),
+    ("4", "activity", "Activity"),
+    ("5", "organizations", "Organizations"),
+    ("6", "members", "Members"),
+    ("7", "roles", "Roles"),
+    ("8", "audit", "Audit log"),
+    ("0", "overview", "Overview"),
+)
+
+
 def destinations() -> list[Destination]:
     # Imported here: the screens import the app module for type hints.
+    from creatia_tui.screens.activity import ActivityScreen
     from creatia_tui.screens.audit import AuditScreen
     from creatia_tui.screens.board import BoardScreen
     from creatia_tui.screens.home import HomeScreen
     from creatia_tui.screens.members import MembersScreen
     from creatia_tui.screens.organizations import OrganizationsScreen
+    from creatia_tui.screens.overview import OverviewScreen
     from creatia_tui.screens.roles import RolesScreen
 
-    return [
-        Destination("home", "Home", "1", HomeScreen),
-        Destination("organizations", "Organizations", "2", OrganizationsScreen),
-        Destination("members", "Members", "3", MembersScreen),
-        Destination("roles", "Roles", "4", RolesScreen),
-        Destination("audit", "Audit log", "5", AuditScreen),
-        Destination("board", "Board", "6", BoardScreen),
-    ]
+    classes: dict[str, type[AppScreen]] = {
+        "home": HomeScreen,
+        "board": BoardScreen,
+        "activity": ActivityScreen,
+        "organizations": OrganizationsScreen,
+        "members": MembersScreen,
+        "roles": RolesScreen,
+        "audit": AuditScreen,
+        "overview": OverviewScreen,
+    }
+    return [Destination(name, title, key, classes[name]) for key, name, title in NAVIGATION]
 
 
 class CreatiaApp(App[None]):
@@ -138,13 +157,10 @@ class CreatiaApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("ctrl+o", "switch_organization", "Org", key_display="^o"),
-        Binding("1", "go('home')", "Go to Home", show=False),
-        Binding("2", "go('organizations')", "Go to Organizations", show=False),
-        Binding("3", "go('members')", "Go to Members", show=False),
-        Binding("4", "go('roles')", "Go to Roles", show=False),
-        Binding("5", "go('audit')", "Go to Audit log", show=False),
-        Binding("6", "go('board')", "Go to Board", show=False),
         Binding("Y", "copy_message", "Copy message", show=False),
+        # One digit per screen; the palette lists them by name too.
+        *(Binding(key, f"go('{name}')", f"Go to {title}", show=False)
+          for key, name, title in NAVIGATION),
     ]
 
     def __init__(

@@ -116,7 +116,7 @@ class BoardScreen(AppScreen):
         self.limits: dict[str, int] = {}
         self.column_index = 0
         self.row_by_status: dict[str, int] = dict.fromkeys(TASK_STATUSES, 0)
-        self.fold_done = False
+        self.fold_done = self.task_filter.open_only
         self.last_move: MoveRecord | None = None
         self._loaded_once = False
         self._busy = False  # one write at a time: keys pressed meanwhile are refused

@@ -1,225 +1,230 @@
-"""The home screen: the organizations the user belongs to (every one for a platform admin), with
-their members and task counts from both databases.
+"""Home: the signed-in member's dashboard in the current organization (the seed's user dashboard).
 
-The read runs in a thread worker; the table keeps one row per organization id, so a refresh
-updates the cells that changed and leaves the cursor where it was. Enter switches to the
-highlighted organization.
+Their open tasks by status, what is due this week and what is overdue, the active sprint's
+progress and the organization's recent activity. It comes from the shared dashboard cache
+(10 minutes per user, dropped by every task write, so a move on the board shows here at once);
+the header line says when it was built and whether it came from the cache. ``b`` opens the
+board on the user's open tasks, ``o`` on the overdue ones; ``r`` reads it again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import datetime as dt
+from collections.abc import Iterable
 from typing import ClassVar
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
-from creatia_tui.data.models import OrganizationOverview
-from creatia_tui.data.overview import organization_overview
+from creatia_tui.data.activity import ActivityEntry
+from creatia_tui.data.dashboard import Dashboard, TaskGroup, load_dashboard
+from creatia_tui.data.models import Task
+from creatia_tui.data.task_filters import BUILT_IN_FILTERS
 from creatia_tui.screens.base import AppScreen
-from creatia_tui.widgets.text import fit, plural
+from creatia_tui.widgets.task_card import STATUS_TITLES
+from creatia_tui.widgets.text import fit
 
-# Korean names take two cells a character; 24 cells keep the counts on screen at 80 columns.
-NAME_WIDTH = 24
-SUBDOMAIN_WIDTH = 20
-PLAN_WIDTH = 12
+BAR_WIDTH = 20
 
 
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    # Optional columns are dropped when the table would not fit the terminal (80 columns), and
-    # the highlighted row's detail line shows their values instead.
-    optional: bool = False
-    numeric: bool = False
+def progress_bar(rate: float, width: int = BAR_WIDTH) -> str:
+    """"████████░░░░ 53.3%": the bar and the number, so it reads without colour."""
+    filled = round(width * max(0.0, min(rate, 100.0)) / 100)
+    return "█" * filled + "░" * (width - filled) + f" {rate:.1f}%"
 
 
-COLUMNS = (
-    Column("name", "Organization"),
-    Column("subdomain", "Subdomain", optional=True),
-    Column("plan", "Plan", optional=True),
-    Column("active", "Active"),
-    Column("members", "Members", numeric=True),
-    Column("todo", "Todo", numeric=True),
-    Column("in_progress", "In progress", numeric=True),
-    Column("review", "Review", numeric=True),
-    Column("done", "Done", numeric=True),
-)
+def summarize_changes(changes: dict[str, object] | None) -> str:
+    """"status todo → in_progress" for each changed field."""
+    if not changes:
+        return ""
+    parts = []
+    for name, change in changes.items():
+        if isinstance(change, dict) and ("from" in change or "to" in change):
+            parts.append(f"{name} {change.get('from')} → {change.get('to')}")
+        else:
+            parts.append(f"{name} {change}")
+    return "; ".join(parts)
 
 
-def cells_for(org: OrganizationOverview) -> dict[str, Text]:
-    counts = org.task_counts
-    return {
-        "name": fit(org.name, NAME_WIDTH),
-        "subdomain": fit(org.subdomain, SUBDOMAIN_WIDTH),
-        "plan": fit(org.plan, PLAN_WIDTH),
-        "active": Text("yes" if org.active else "no"),
-        "members": Text(str(org.member_count), justify="right"),
-        "todo": Text(str(counts.get("todo", 0)), justify="right"),
-        "in_progress": Text(str(counts.get("in_progress", 0)), justify="right"),
-        "review": Text(str(counts.get("review", 0)), justify="right"),
-        "done": Text(str(counts.get("done", 0)), justify="right"),
-    }
+def task_line(task: Task, width: int, now: dt.datetime) -> Text:
+    due = ""
+    if task.due_date:
+        late = task.due_date < now and task.status != "done"
+        due = f" {'late ' if late else ''}{task.due_date:%m-%d}"
+    head = f"{task.task_id} "
+    title_width = max(width - len(head) - len(due), 4)
+    line = Text(head, style="bold")
+    line.append_text(fit(task.title, title_width))
+    line.append(due, style="bold red" if "late" in due else "dim")
+    return line
 
 
-def columns_that_fit(rows: Sequence[dict[str, Text]], width: int, padding: int) -> list[Column]:
-    """All columns when they fit in ``width`` cells, otherwise only the required ones."""
-
-    def column_width(column: Column) -> int:
-        widest = max((row[column.key].cell_len for row in rows), default=0)
-        return max(len(column.label), widest) + 2 * padding
-
-    scrollbar = 2
-    if sum(column_width(c) for c in COLUMNS) + scrollbar <= width:
-        return list(COLUMNS)
-    return [c for c in COLUMNS if not c.optional]
-
-
-def describe(org: OrganizationOverview) -> str:
-    state = "active" if org.active else "inactive"
-    members = f"{org.member_count} member" + ("" if org.member_count == 1 else "s")
-    return (
-        f"{org.name} · {org.subdomain} · {org.plan} · {state} · {members} · "
-        f"{org.open_tasks} open of {org.total_tasks} tasks"
-    )
+def activity_line(entry: ActivityEntry, width: int) -> Text:
+    when = f"{entry.created_at:%m-%d %H:%M} "
+    who = fit(entry.actor_name or entry.user_id[:8], 10)
+    what = f" {entry.action.removeprefix('task.')} {summarize_changes(entry.changes)}"
+    line = Text(when, style="dim")
+    line.append_text(who)
+    line.append_text(fit(what, max(width - len(when) - who.cell_len, 4)))
+    return line
 
 
 class HomeScreen(AppScreen):
-    """Organizations overview; ``r`` reads both databases again, enter switches to one."""
+    """The dashboard; with no organization chosen yet, a hint to choose one."""
 
     NEEDS_ORGANIZATION = False
+    READ_PERMISSION = None
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "reload", "Refresh"),
-        Binding("enter", "open", "Switch to", show=False),
+        Binding("b", "board('my open tasks')", "My tasks"),
+        Binding("o", "board('overdue')", "Overdue"),
     ]
 
     DEFAULT_CSS = """
-    HomeScreen #organizations {
+    HomeScreen #dashboard {
         height: 1fr;
-    }
-    HomeScreen #home-detail {
-        height: 1;
         padding: 0 1;
-        text-wrap: nowrap;
-        text-overflow: ellipsis;
+    }
+    HomeScreen .panel {
+        height: auto;
+        border: round $panel-lighten-2;
+        border-title-color: $text;
+        padding: 0 1;
+    }
+    HomeScreen #due-row {
+        height: auto;
+    }
+    HomeScreen #due-row > .panel {
+        width: 1fr;
+    }
+    HomeScreen #dashboard-head {
+        height: 1;
+        color: $text-muted;
     }
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.organizations: list[OrganizationOverview] = []
-        self._shown_columns: list[Column] = []
-        self._loaded_once = False
+        self.dashboard: Dashboard | None = None
+        self.cached = False
 
     def compose_body(self) -> Iterable[Widget]:
-        yield DataTable(id="organizations", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="home-detail", markup=False)
+        with VerticalScroll(id="dashboard"):
+            yield Static("", id="dashboard-head", markup=False)
+            yield Static("", id="open-work", classes="panel", markup=False)
+            with Horizontal(id="due-row"):
+                yield Static("", id="overdue", classes="panel", markup=False)
+                yield Static("", id="due-week", classes="panel", markup=False)
+            yield Static("", id="sprint", classes="panel", markup=False)
+            yield Static("", id="activity", classes="panel", markup=False)
 
     def on_mount(self) -> None:
-        self.table.focus()
+        self.query_one("#open-work").border_title = "My open work"
+        self.query_one("#overdue").border_title = "Overdue"
+        self.query_one("#due-week").border_title = "Due this week"
+        self.query_one("#sprint").border_title = "Active sprint"
+        self.query_one("#activity").border_title = "Recent activity"
         self.action_reload()
 
-    @property
-    def table(self) -> DataTable[Text]:
-        return self.query_one("#organizations", DataTable)
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "board" and self.creatia.session is not None:
+            return self.session.current is not None and self.session.may("tasks.read")
+        return super().check_action(action, parameters)
 
     # ------------------------------------------------------------ loading
     def action_reload(self) -> None:
-        if not self._loaded_once:
-            self.table.loading = True
-        self.say("Loading…")
-        session = self.session
-        # A platform admin sees every organization; anyone else those they belong to.
-        ids = None if session.user.is_platform_admin else [c.id for c in session.organizations]
-        dbs = self.creatia.dbs
-        self.run_job(
-            lambda: organization_overview(dbs, ids), self._loaded, failed=self._show_failure
-        )
-
-    def _show_failure(self, error: str) -> None:
-        self.table.loading = False
-        self.say(error, error=True)
-
-    def _loaded(self, organizations: list[OrganizationOverview]) -> None:
-        self._loaded_once = True
-        self.organizations = organizations
-        self.table.loading = False
-        self.say(plural(len(organizations), "organization"))
-        self._fill_table()
-
-    def action_open(self) -> None:
-        selected = self._highlighted_id()
-        choice = self.session.choice(selected) if selected else None
-        if choice is None:
-            self.say("You are not a member of that organization.", error=True)
+        actor = self.session.actor
+        if actor is None:
+            self.say("Choose an organization (ctrl+o) to see your work in it.")
             return
-        self.creatia.select_organization(choice)
+        if not self.session.may("tasks.read"):
+            self.say("You may not read tasks in this organization (permission tasks.read).",
+                     error=True)
+            return
+        self.say("Loading your dashboard…")
+        dbs = self.creatia.dbs
+        self.run_job(lambda: load_dashboard(dbs, actor), self._loaded, group="dashboard")
 
-    def on_data_table_row_selected(self) -> None:
-        self.action_open()
-
-    def copy_target(self) -> tuple[str, str] | None:
-        selected = self._highlighted_id()
-        return ("the organization id", selected) if selected else None
-
-    # ------------------------------------------------------------ table
-    def _fill_table(self) -> None:
-        table = self.table
-        rows = {org.id: cells_for(org) for org in self.organizations}
-        # The screen's width, not the table's: on a resize the table is laid out after this runs.
-        columns = columns_that_fit(list(rows.values()), self.size.width, table.cell_padding)
-        same_rows = [str(k.value) for k in table.rows] == list(rows)
-        with self.app.batch_update():
-            if columns == self._shown_columns and same_rows:
-                # The common refresh: same organizations in the same order, some counts moved.
-                for org_id, cells in rows.items():
-                    current = table.get_row(org_id)
-                    for column, old in zip(columns, current, strict=True):
-                        new = cells[column.key]
-                        if new != old:
-                            table.update_cell(org_id, column.key, new, update_width=True)
-            else:
-                self._rebuild(table, columns, rows)
-        self._show_detail()
-
-    def _rebuild(
-        self, table: DataTable[Text], columns: list[Column], rows: dict[str, dict[str, Text]]
-    ) -> None:
-        selected = self._highlighted_id()
-        if columns != self._shown_columns:
-            table.clear(columns=True)
-            for column in columns:
-                label = Text(column.label, justify="right" if column.numeric else "left")
-                table.add_column(label, key=column.key)
-            self._shown_columns = columns
-        else:
-            table.clear()
-        for org_id, cells in rows.items():
-            table.add_row(*(cells[c.key] for c in columns), key=org_id)
-        if selected is None and self.session.current is not None:
-            selected = self.session.current.id  # first load: start on the current organization
-        if selected in rows:
-            table.move_cursor(row=table.get_row_index(selected))
+    def _loaded(self, result: tuple[Dashboard, bool]) -> None:
+        self.dashboard, self.cached = result
+        self._draw()
+        dashboard = self.dashboard
+        minutes = int((dt.datetime.now(dt.timezone.utc) - dashboard.generated_at).total_seconds()
+                      // 60)
+        age = "just now" if minutes < 1 else f"{minutes} min ago"
+        source = "cached" if self.cached else "built"
+        # An age, not a clock time: it says how fresh it is (and keeps snapshots stable).
+        self.query_one("#dashboard-head", Static).update(
+            f"Your work here, {source} {age} (every task change rebuilds it)"
+        )
+        self.say(f"{sum(g.count for g in dashboard.open_by_status.values())} open tasks are yours.")
 
     def on_resize(self) -> None:
-        if self._loaded_once:
-            self._fill_table()
+        if self.dashboard is not None:
+            self._draw()
 
-    def _highlighted_id(self) -> str | None:
-        table = self.table
-        if not table.row_count:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return str(row_key.value)
+    def _draw(self) -> None:
+        dashboard = self.dashboard
+        if dashboard is None:
+            return
+        width = max(self.size.width - 6, 20)
+        now = dt.datetime.now(dt.timezone.utc)
 
-    def _show_detail(self) -> None:
-        selected = self._highlighted_id()
-        org = next((o for o in self.organizations if o.id == selected), None)
-        self.query_one("#home-detail", Static).update(describe(org) if org else "")
+        counts = Text()
+        for index, (status, group) in enumerate(dashboard.open_by_status.items()):
+            if index:
+                counts.append(" · ", style="dim")
+            counts.append(f"{STATUS_TITLES.get(status, status)} ")
+            counts.append(str(group.count), style="bold")
+        self.query_one("#open-work", Static).update(counts)
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self._show_detail()
+        half = max((self.size.width - 8) // 2 - 2, 16)
+        self._group("#overdue", "Overdue", dashboard.overdue, half, now)
+        self._group("#due-week", "Due this week", dashboard.due_this_week, half, now)
+
+        sprint = dashboard.sprint
+        panel = self.query_one("#sprint", Static)
+        if sprint is None:
+            panel.border_title = "Active sprint"
+            panel.update(Text("No sprint is active.", style="dim"))
+        else:
+            panel.border_title = f"Active sprint: {fit(sprint.name, 30).plain}"
+            text = Text(progress_bar(sprint.completion_rate))
+            text.append(
+                f"\n{sprint.completed}/{sprint.total} done · {sprint.in_progress} in progress · "
+                f"{sprint.review} review · {sprint.todo} todo · ends {sprint.end_date:%m-%d}"
+            )
+            if sprint.goal:
+                text.append("\n")
+                text.append_text(fit(sprint.goal, width))
+            panel.update(text)
+
+        activity = self.query_one("#activity", Static)
+        if dashboard.recent_activity:
+            activity.update(
+                Text("\n").join(activity_line(e, width) for e in dashboard.recent_activity)
+            )
+        else:
+            activity.update(Text("Nothing has happened yet.", style="dim"))
+
+    def _group(self, selector: str, title: str, group: TaskGroup, width: int,
+               now: dt.datetime) -> None:
+        panel = self.query_one(selector, Static)
+        panel.border_title = f"{title} ({group.count})"
+        if not group.tasks:
+            panel.update(Text("none", style="dim"))
+            return
+        lines = [task_line(task, width, now) for task in group.tasks]
+        if group.count > len(group.tasks):
+            lines.append(Text(f"… {group.count - len(group.tasks)} more", style="dim"))
+        panel.update(Text("\n").join(lines))
+
+    # ------------------------------------------------------------ to the board
+    def action_board(self, name: str) -> None:
+        from creatia_tui.screens.board import BoardScreen
+
+        task_filter = BUILT_IN_FILTERS[name]
+        self.app.switch_screen(BoardScreen(task_filter))

@@ -150,10 +150,14 @@ class OrganizationsScreen(AppScreen):
             yield Input(placeholder="name or subdomain (/ to search, enter to list)",
                         id="org-search", compact=True)
         table: DataTable[Text] = DataTable(id="org-table", cursor_type="row", zebra_stripes=True)
-        for key, label in (("name", "Organization"), ("subdomain", "Subdomain"),
-                           ("plan", "Plan"), ("active", "Active"), ("members", "Members")):
+        # Fixed widths: a DataTable that sizes columns from its content can draw a frame before
+        # measuring and keep the labels' widths (seen under load).
+        for key, label, width in (
+            ("name", "Organization", NAME_WIDTH), ("subdomain", "Subdomain", SUBDOMAIN_WIDTH),
+            ("plan", "Plan", 10), ("active", "Active", 6), ("members", "Members", 7),
+        ):
             table.add_column(Text(label, justify="right" if key == "members" else "left"),
-                             key=key)
+                             key=key, width=width)
         yield table
         yield Static("", id="org-detail", markup=False)
 
