@@ -1072,3 +1072,58 @@ def test_snapshot_filter_form_80x24(dbs: Databases, world: World, snap_compare: 
     seed_board(dbs, world)
     app = app_as(dbs, "minjun", world.lab)
     assert snap_compare(app, terminal_size=(80, 24), run_before=board_steps(press("f")))
+
+
+# ---------------------------------------------------------------- saved filters
+@run_async
+async def test_a_filter_is_saved_per_user_listed_in_the_palette_and_deleted(
+    dbs: Databases, world: World, pg_dsn: str
+) -> None:
+    import psycopg
+
+    from creatia_tui.screens.task_forms import SaveFilterForm
+
+    dbs.mongo.tasks.insert_many([
+        task_doc(world, 1, title="급한 버그", priority="urgent"),
+        task_doc(world, 2, title="천천히", priority="low"),
+    ])
+    app = app_as(dbs, "jiho", world.lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        board = await open_board(pilot)
+        await keys(pilot, "s")  # nothing to save yet
+        assert message_of(app).startswith("There is no filter to save")
+        board.set_filter(board.task_filter.with_(priority="urgent"))
+        await settle_board(pilot)
+        await keys(pilot, "s")
+        form = app.screen
+        assert isinstance(form, SaveFilterForm)
+        await keys(pilot, *"overdue", "enter")  # a built-in's name is refused
+        assert app.screen is form and form.error_text
+        form.query_one("#name", Input).value = "급한 것"
+        await keys(pilot, "enter")
+        assert app.screen is board
+        assert message_of(app) == "Saved the filter '급한 것': ctrl+p lists it."
+        titles = {c.title for c in app.get_system_commands(board)}
+        assert {"Filter: 급한 것", "Filter: my open tasks", "Filter: overdue"} <= titles
+
+        board.set_filter(board.task_filter.with_(priority=None))
+        await settle_board(pilot)
+        [apply] = [c for c in app.get_system_commands(board) if c.title == "Filter: 급한 것"]
+        apply.callback()
+        await settle_board(pilot)
+        shown = {t.task_id for c in board.columns.values() for t in c.tasks}
+        assert shown == {"TASK-0001"}
+
+        with psycopg.connect(pg_dsn) as conn:
+            rows = conn.execute(
+                "SELECT user_id::text, organization_id::text, name, filter FROM saved_filters"
+            ).fetchall()
+        assert rows == [(world.jiho, world.lab, "급한 것", {"priority": "urgent"})]
+
+        [delete] = [c for c in app.get_system_commands(board)
+                    if c.title == "Delete saved filter: 급한 것"]
+        delete.callback()
+        await settle_board(pilot)
+        assert "Filter: 급한 것" not in {c.title for c in app.get_system_commands(board)}
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM saved_filters").fetchone() == (0,)

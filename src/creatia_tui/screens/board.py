@@ -35,11 +35,17 @@ from creatia_tui.data.board import (
     position_between,
 )
 from creatia_tui.data.models import TASK_PRIORITIES, TASK_STATUSES, Task
+from creatia_tui.data.saved_filters import (
+    SavedFilter,
+    delete_saved_filter,
+    list_saved_filters,
+)
 from creatia_tui.data.task_filters import BUILT_IN_FILTERS, TaskFilter
 from creatia_tui.data.tasks import utcnow
 from creatia_tui.errors import UserError, one_line
 from creatia_tui.screens.base import AppScreen
 from creatia_tui.screens.dialogs import ConfirmScreen, PickScreen
+from creatia_tui.screens.task_forms import SaveFilterForm
 from creatia_tui.widgets.task_card import STATUS_TITLES, TaskCard, TaskColumn
 
 log = logging.getLogger(__name__)
@@ -84,6 +90,7 @@ class BoardScreen(AppScreen):
         Binding("f", "filter", "Filter"),
         Binding("slash", "search", "Search", key_display="/", show=False),
         Binding("z", "toggle_done", "Fold done", show=False),
+        Binding("s", "save_filter", "Save filter", show=False),
         Binding("r", "reload", "Refresh", show=False),
     ]
 
@@ -118,6 +125,7 @@ class BoardScreen(AppScreen):
         self.row_by_status: dict[str, int] = dict.fromkeys(TASK_STATUSES, 0)
         self.fold_done = self.task_filter.open_only
         self.last_move: MoveRecord | None = None
+        self.saved_filters: list[SavedFilter] = []  # the user's own (built-ins are constants)
         self._loaded_once = False
         self._busy = False  # one write at a time: keys pressed meanwhile are refused
 
@@ -135,6 +143,7 @@ class BoardScreen(AppScreen):
     def on_mount(self) -> None:
         self._show_filter()
         self.action_reload()
+        self._load_saved_filters()
         self._follow_changes()
 
     @property
@@ -665,16 +674,54 @@ class BoardScreen(AppScreen):
         self._fill_column("done", utcnow())
         self._paint_cursor()
 
+    # ------------------------------------------------------------ saved filters
+    def _load_saved_filters(self) -> None:
+        actor = self.actor
+
+        def loaded(filters: list[SavedFilter]) -> None:
+            self.saved_filters = [f for f in filters if not f.built_in]
+
+        # A failure here only leaves the palette without the user's own filters.
+        self.run_db(lambda conn: list_saved_filters(conn, actor), loaded,
+                    failed=lambda text: log.warning("saved filters: %s", text),
+                    group="board-saved-filters")
+
+    def action_save_filter(self) -> None:
+        if self.task_filter.is_empty:
+            self.say("There is no filter to save: narrow the board first (f or /).", error=True)
+            return
+
+        def saved(result: SavedFilter | None) -> None:
+            if result is not None:
+                self._load_saved_filters()
+                self.say(f"Saved the filter {result.name!r}: ctrl+p lists it.")
+
+        self.app.push_screen(SaveFilterForm(self.actor, self.task_filter), saved)
+
+    def _delete_saved_filter(self, saved: SavedFilter) -> None:
+        actor = self.actor
+        assert saved.id is not None
+
+        def deleted(_: None) -> None:
+            self._load_saved_filters()
+            self.say(f"Deleted the saved filter {saved.name!r}.")
+
+        self.run_db(lambda conn: delete_saved_filter(conn, actor, saved.id or ""), deleted)
+
     def palette_commands(self) -> Iterable[SystemCommand]:
         for name, task_filter in BUILT_IN_FILTERS.items():
             yield SystemCommand(
                 f"Filter: {name}", task_filter.describe(),
                 partial(self.set_filter, task_filter, f"Filter: {name}"),
             )
-        for name, task_filter in getattr(self, "saved_filters", {}).items():
+        for saved in self.saved_filters:
             yield SystemCommand(
-                f"Filter: {name}", f"your saved filter · {task_filter.describe()}",
-                partial(self.set_filter, task_filter, f"Filter: {name}"),
+                f"Filter: {saved.name}", f"your saved filter · {saved.filter.describe()}",
+                partial(self.set_filter, saved.filter, f"Filter: {saved.name}"),
+            )
+            yield SystemCommand(
+                f"Delete saved filter: {saved.name}", saved.filter.describe(),
+                partial(self._delete_saved_filter, saved), discover=False,
             )
         yield SystemCommand("Filter: all tasks", "clear every filter",
                             partial(self.set_filter, TaskFilter(), "Filter: all tasks"))

@@ -19,9 +19,18 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Input, Static, TextArea
 
+from creatia_tui.data.access import Actor
 from creatia_tui.data.board import BoardService, MemberChoice, TaskDraft
 from creatia_tui.data.models import TASK_PRIORITIES, TASK_STATUSES, Task
-from creatia_tui.data.task_filters import DUE_CHOICES, ME, NO_SPRINT, UNASSIGNED, TaskFilter
+from creatia_tui.data.saved_filters import SavedFilter, save_filter
+from creatia_tui.data.task_filters import (
+    DUE_CHOICES,
+    ME,
+    NO_SPRINT,
+    UNASSIGNED,
+    TaskFilter,
+    validate,
+)
 from creatia_tui.errors import UserError, ValidationError, one_line
 from creatia_tui.screens.base import run_job
 from creatia_tui.screens.forms import FormScreen, Job, field
@@ -258,8 +267,6 @@ class FilterScreen(ModalScreen[TaskFilter | None]):
                 sprint_id=value("#sprint"), tag=value("#tag"), label=value("#label"),
                 text=value("#text"), open_only=value("#open") == "yes",
             )
-            from creatia_tui.data.task_filters import validate
-
             validate(chosen)
         except UserError as exc:
             self.query_one("#form-error", Static).update(one_line(str(exc)))
@@ -284,3 +291,23 @@ class FilterScreen(ModalScreen[TaskFilter | None]):
     @on(Button.Pressed, "#cancel")
     def cancel_pressed(self) -> None:
         self.dismiss(None)
+
+
+class SaveFilterForm(FormScreen[SavedFilter]):
+    """Name the board's current filter; it is kept for this user in this organization."""
+
+    def __init__(self, actor: Actor, task_filter: TaskFilter) -> None:
+        super().__init__()
+        self.actor = actor
+        self.task_filter = task_filter
+
+    def form_title(self) -> str:
+        return f"Save the filter: {self.task_filter.describe()}"
+
+    def compose_fields(self) -> Iterable[Widget]:
+        yield from field("Name", Input(id="name", compact=True, placeholder="e.g. 급한 버그"))
+
+    def collect(self) -> Job[SavedFilter]:
+        name = self.query_one("#name", Input).value
+        actor, task_filter = self.actor, self.task_filter
+        return lambda conn: save_filter(conn, actor, name, task_filter)
