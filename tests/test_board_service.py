@@ -679,3 +679,40 @@ def test_a_deactivated_organization_is_refused(world, dbs) -> None:
         with pytest.raises(PermissionDenied, match=DEACTIVATED):
             call()
     assert snapshot(dbs, world.dormant) == before
+
+
+def test_a_failed_activity_write_rolls_the_change_back(
+    world: World, settings: Settings, raw_mongo: Any, shard_key_monitor: ShardKeyMonitor
+) -> None:
+    """The task update and its activity document are one transaction: when the activity insert
+    fails (the server's own fault injection), the move is not left behind."""
+    from creatia_tui.errors import UserError
+
+    app_name = "board-rollback-test"
+    databases = Databases(
+        settings, mongo_options={"appname": app_name, "event_listeners": [shard_key_monitor]}
+    )
+    try:
+        [task_id] = insert_tasks(databases, world.lab, {}).values()
+        jiho = service(databases, world.jiho, world.lab)
+        held = jiho.get_task(task_id)
+        raw_mongo.admin.command(
+            "configureFailPoint", "failCommand", mode={"times": 1},
+            data={"failCommands": ["insert"], "appName": app_name, "errorCode": 2},
+        )
+        try:
+            with pytest.raises(UserError):
+                jiho.move(held, "in_progress", 500.0)
+        finally:
+            raw_mongo.admin.command("configureFailPoint", "failCommand", mode="off")
+        doc = raw(databases, world.lab, task_id)
+        assert (doc["status"], doc["updated_at"]) == ("todo", held.updated_at)
+        assert activity(databases, world.lab) == []
+        # And the same move goes through once the server accepts writes again.
+        jiho.move(held, "in_progress", 500.0)
+        assert raw(databases, world.lab, task_id)["status"] == "in_progress"
+        assert [log["action"] for log in activity(databases, world.lab)] == [
+            "task.status_changed"
+        ]
+    finally:
+        databases.close()

@@ -1,7 +1,5 @@
 """The kanban board's reads and writes (MongoDB), permission-checked against PostgreSQL.
 
-CONTRACT (the UI is written against it; the implementation fills in the bodies):
-
 - ``BoardService(dbs, actor, client=None)``: every call first checks the actor's permission in
   PostgreSQL (``access.require``: tasks.read / tasks.create / tasks.update / tasks.assign /
   tasks.delete), so a viewer can read but not move, and an organization id the user does not
@@ -15,7 +13,10 @@ CONTRACT (the UI is written against it; the implementation fills in the bodies):
   included), ``task.created``, ``task.time_logged`` (actual_hours from/to); plus ``task.moved``
   (position from/to, a reorder) and ``task.deleted``.
   completed_at is set when a task enters done and cleared when it leaves.
-- Every write invalidates the organization's cached dashboards (data/cache.py).
+- The change and its activity document are one multi-document transaction (where the
+  deployment has them: a replica set, which SecantusDB reports itself as, or a mongos), so a
+  failure between the two leaves neither; once committed, the organization's cached dashboards
+  are invalidated (data/cache.py).
 
 How the queries are shaped (measured on SecantusDB 0.7, 40,000 tasks, 4,000 per organization):
 
@@ -33,11 +34,11 @@ How the queries are shaped (measured on SecantusDB 0.7, 40,000 tasks, 4,000 per 
   by key but walks the whole organization for an ``organization_id``-first one (~1.5 ms
   against ~100 ms).
 - A write is one PostgreSQL query and three MongoDB round trips: the update, the activity
-  document, the cache invalidation. Assign adds the member check (PostgreSQL) and the user's
-  snapshot; create adds the column's end and the key (``task_counters``, one document per
-  organization, started from the highest TASK-n on first use: three more round trips once);
-  an edit that changes the status or the sprint adds the column's end or the sprint check; a
-  conflict adds the read of the current task.
+  document (both in the transaction, plus its commit), the cache invalidation. Assign adds
+  the member check (PostgreSQL) and the user's snapshot; create adds the column's end and the
+  key (``task_counters``, one document per organization, started from the highest TASK-n on
+  first use: three more round trips once); an edit that changes the status or the sprint adds
+  the column's end or the sprint check; a conflict adds the read of the current task.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from psycopg.rows import dict_row
 from pymongo import DESCENDING, ReturnDocument
+from pymongo.client_session import ClientSession
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from creatia_tui.data.access import Actor, require
@@ -350,6 +352,21 @@ WHERE u.id = %(user)s
 UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 
 
+
+_TRANSACTIONS: dict[int, bool] = {}
+
+
+def _has_transactions(dbs: Databases) -> bool:
+    """Whether the MongoDB deployment runs multi-document transactions (asked once per client):
+    a replica set member (SecantusDB reports one) or a mongos."""
+    client = dbs.mongo_client
+    known = _TRANSACTIONS.get(id(client))
+    if known is None:
+        hello = client.admin.command("hello")
+        known = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
+        _TRANSACTIONS[id(client)] = known
+    return known
+
 class BoardService:
     def __init__(
         self, dbs: Databases, actor: Actor, client: ClientContext | None = None
@@ -357,6 +374,7 @@ class BoardService:
         self.dbs = dbs
         self.actor = actor
         self.client = client or ClientContext.current()
+        self._session: ClientSession | None = None  # the open write transaction, if any
 
     # ------------------------------------------------------------ plumbing
     @property
@@ -376,6 +394,23 @@ class BoardService:
             raise self.dbs.mongo_error(exc) from exc
         except PyMongoError as exc:
             raise UserError(f"MongoDB refused the request: {one_line(str(exc))}") from exc
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The change and its activity document commit together: one multi-document
+        transaction where the deployment has them (a replica set or mongos; a standalone server
+        writes them one after the other). Once committed, the organization's cached dashboards
+        are dropped, so a rebuild can only read the committed change."""
+        if _has_transactions(self.dbs):
+            with self.dbs.mongo_client.start_session() as session, session.start_transaction():
+                self._session = session
+                try:
+                    yield
+                finally:
+                    self._session = None
+        else:
+            yield
+        invalidate_organization(self.dbs.mongo, self._org)
 
     def _find(self, task_id: str) -> Task | None:
         # _id first: SecantusDB then looks the key up instead of walking the organization.
@@ -425,14 +460,14 @@ class BoardService:
         update: dict[str, Any] = {"$set": {**values, "updated_at": now}}
         if push:
             update["$push"] = push
-        result = self.dbs.mongo.tasks.update_one(query, update)
+        result = self.dbs.mongo.tasks.update_one(query, update, session=self._session)
         if result.matched_count == 0:
             raise self._conflict(task, partial_ok=bool(guard))
 
     def _record(
         self, action: str, task_id: str, changes: dict[str, Any] | None, now: dt.datetime
     ) -> None:
-        """The activity document, then the organization's dashboards are stale."""
+        """The activity document, in the write's transaction (see _writing)."""
         ActivityRepository(self.dbs.mongo).record(
             organization_id=self._org,
             user_id=self.actor.user_id,
@@ -443,8 +478,8 @@ class BoardService:
             user_agent=self.client.user_agent,
             ip_address=self.client.ip_address,
             at=now,
+            session=self._session,
         )
-        invalidate_organization(self.dbs.mongo, self._org)
 
     def _column_end(self, status: str) -> float:
         last = self.dbs.mongo.tasks.find_one(
@@ -544,7 +579,7 @@ class BoardService:
         else:
             action = "task.moved"
             changes = {"position": {"from": task.position, "to": target}}
-        with self._mongo():
+        with self._mongo(), self._writing():
             self._update(task, now, values)
             self._record(action, task.id, changes, now)
         moved = replace(
@@ -571,7 +606,7 @@ class BoardService:
                     raise ValidationError(f"{who} is not an active member of this organization.")
         now = self._stamp(task)
         snapshot = None
-        with self._mongo():
+        with self._mongo(), self._writing():
             if person is not None:
                 synced = SnapshotRepository(self.dbs.mongo).get(person["user_id"])
                 source = synced.to_document() if synced else {**person, "synced_at": now}
@@ -594,7 +629,7 @@ class BoardService:
         if priority == task.priority:
             return task
         now = self._stamp(task)
-        with self._mongo():
+        with self._mongo(), self._writing():
             self._update(task, now, {"priority": priority})
             self._record(
                 "task.updated", task.id, {"priority": {"from": task.priority, "to": priority}}, now
@@ -617,7 +652,7 @@ class BoardService:
         now = self._stamp(task)
         values = dict(changed)
         guard: tuple[str, ...] = ()
-        with self._mongo():
+        with self._mongo(), self._writing():
             if changed.get("sprint_id"):
                 self._check_sprint(changed["sprint_id"])
             if "status" in changed:
@@ -669,7 +704,13 @@ class BoardService:
             for attempt in (1, 2):
                 doc["task_id"] = format_key(self._next_number())
                 try:
-                    self.dbs.mongo.tasks.insert_one(doc)
+                    with self._writing():
+                        self.dbs.mongo.tasks.insert_one(doc, session=self._session)
+                        task = Task.from_document(doc)
+                        self._record(
+                            "task.created", task.id,
+                            {"task_id": task.task_id, "title": task.title}, now,
+                        )
                     break
                 except DuplicateKeyError:
                     # The key was taken outside the counter (an import, a seed): catch up once.
@@ -680,10 +721,6 @@ class BoardService:
                             "the same keys. Try again."
                         ) from None
                     self._sync_counter()
-            task = Task.from_document(doc)
-            self._record(
-                "task.created", task.id, {"task_id": task.task_id, "title": task.title}, now
-            )
         return task
 
     def _next_number(self) -> int:
@@ -716,13 +753,14 @@ class BoardService:
     def delete(self, task: Task) -> None:
         """tasks.delete."""
         self._require("tasks.delete")
-        with self._mongo():
+        with self._mongo(), self._writing():
             result = self.dbs.mongo.tasks.delete_one(
                 {
                     "_id": _object_id(task.id),
                     "organization_id": self._org,
                     "updated_at": task.updated_at,
-                }
+                },
+                session=self._session,
             )
             if result.deleted_count == 0:
                 raise self._conflict(task)
@@ -760,7 +798,7 @@ class BoardService:
             "description": description,
             "logged_at": now,
         }
-        with self._mongo():
+        with self._mongo(), self._writing():
             try:
                 self._update(
                     task,

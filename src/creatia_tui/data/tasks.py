@@ -16,6 +16,7 @@ from typing import Any
 from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
 from creatia_tui.data.models import (
@@ -145,8 +146,10 @@ class ActivityRepository:
         user_agent: str | None = None,
         ip_address: str | None = None,
         at: dt.datetime | None = None,
+        session: ClientSession | None = None,
     ) -> str:
-        """One activity_logs document shaped as the seed's example, from the TUI client."""
+        """One activity_logs document shaped as the seed's example, from the TUI client
+        (inside the caller's transaction when ``session`` is given)."""
         when = at or utcnow()
         result = self.db.activity_logs.insert_one(
             {
@@ -164,7 +167,8 @@ class ActivityRepository:
                 },
                 "timestamp": when,
                 "created_at": when,
-            }
+            },
+            session=session,
         )
         return str(result.inserted_id)
 
