@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -82,93 +82,14 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
-class SwitchOrganizationScreen(ModalScreen[OrganizationChoice | None]):
-    """Pick the organization to act in; typing filters by name or subdomain."""
+class PickScreen(ModalScreen[Any]):
+    """Pick one value from a list (organization, assignee, priority…); typing filters it.
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss(None)", "Cancel"),
-        # The filter keeps the focus; up and down move through the list under it.
-        Binding("down", "move(1)", "Next", show=False),
-        Binding("up", "move(-1)", "Previous", show=False),
-    ]
-
-    DEFAULT_CSS = DIALOG_CSS.format(name="SwitchOrganizationScreen") + """
-    SwitchOrganizationScreen OptionList {
-        height: auto;
-        max-height: 14;
-    }
+    ``options`` are (label, value); ``result_for(value)`` comes back (the value itself unless a
+    subclass maps it), None on escape. At most LIMIT rows are listed: typing narrows the rest.
     """
 
     LIMIT = 200
-
-    def __init__(self, choices: list[OrganizationChoice], current: str | None = None) -> None:
-        super().__init__()
-        self.choices = choices
-        self.current = current
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static("Switch organization", classes="dialog-title")
-            yield Input(placeholder="filter by name or subdomain", id="filter")
-            yield OptionList(id="choices")
-            yield Static("enter chooses · escape cancels", classes="dialog-hint")
-
-    def on_mount(self) -> None:
-        self._fill("")
-        self.query_one("#filter", Input).focus()
-
-    def _fill(self, text: str) -> None:
-        needle = text.strip().casefold()
-        matches = [
-            c for c in self.choices
-            if not needle or needle in c.name.casefold() or needle in c.subdomain
-        ]
-        options = self.query_one("#choices", OptionList)
-        options.clear_options()
-        for choice in matches[: self.LIMIT]:
-            marker = "● " if choice.id == self.current else "  "
-            role = f" · {choice.role}" if choice.role else ""
-            label = fit(f"{marker}{choice.name} ({choice.subdomain}){role}", 58)
-            options.add_option(Option(label, id=choice.id))
-        if len(matches) > self.LIMIT:
-            options.add_option(
-                Option(f"… {len(matches) - self.LIMIT} more: type to narrow", disabled=True)
-            )
-        if matches:
-            options.highlighted = 0
-
-    @on(Input.Changed, "#filter")
-    def filter_changed(self, event: Input.Changed) -> None:
-        self._fill(event.value)
-
-    @on(Input.Submitted, "#filter")
-    def choose_highlighted(self) -> None:
-        options = self.query_one("#choices", OptionList)
-        if options.highlighted is not None:
-            self._choose(options.get_option_at_index(options.highlighted).id)
-
-    @on(OptionList.OptionSelected)
-    def chosen(self, event: OptionList.OptionSelected) -> None:
-        self._choose(event.option.id)
-
-    def _choose(self, option_id: str | None) -> None:
-        choice = next((c for c in self.choices if c.id == option_id), None)
-        if choice is not None:
-            self.dismiss(choice)
-
-    def action_move(self, delta: int) -> None:
-        options = self.query_one("#choices", OptionList)
-        if delta > 0:
-            options.action_cursor_down()
-        else:
-            options.action_cursor_up()
-
-
-class PickScreen(ModalScreen[str | None]):
-    """Pick one value from a list (assignee, priority, saved filter…); typing filters it.
-
-    ``options`` are (label, value); the chosen value comes back, None on escape.
-    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "dismiss(None)", "Cancel"),
@@ -184,17 +105,25 @@ class PickScreen(ModalScreen[str | None]):
     """
 
     def __init__(
-        self, title: str, options: list[tuple[str, str]], current: str | None = None
+        self,
+        title: str,
+        options: list[tuple[str, str]],
+        current: str | None = None,
+        placeholder: str = "type to filter",
     ) -> None:
         super().__init__()
         self.title_text = title
         self.options = options
         self.current = current
+        self.placeholder = placeholder
+
+    def result_for(self, value: str) -> Any:
+        return value
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.title_text, classes="dialog-title", markup=False)
-            yield Input(placeholder="type to filter", id="filter")
+            yield Input(placeholder=self.placeholder, id="filter")
             yield OptionList(id="choices")
             yield Static("enter chooses · escape cancels", classes="dialog-hint")
 
@@ -208,11 +137,15 @@ class PickScreen(ModalScreen[str | None]):
         options.clear_options()
         highlight = 0
         shown = [(label, value) for label, value in self.options if needle in label.casefold()]
-        for index, (label, value) in enumerate(shown):
+        for index, (label, value) in enumerate(shown[: self.LIMIT]):
             marker = "● " if value == self.current else "  "
             options.add_option(Option(fit(marker + label, 58), id=value))
             if value == self.current:
                 highlight = index
+        if len(shown) > self.LIMIT:
+            options.add_option(
+                Option(f"… {len(shown) - self.LIMIT} more: type to narrow", disabled=True)
+            )
         if shown:
             options.highlighted = highlight
 
@@ -224,11 +157,15 @@ class PickScreen(ModalScreen[str | None]):
     def choose_highlighted(self) -> None:
         options = self.query_one("#choices", OptionList)
         if options.highlighted is not None:
-            self.dismiss(options.get_option_at_index(options.highlighted).id)
+            self._choose(options.get_option_at_index(options.highlighted).id)
 
     @on(OptionList.OptionSelected)
     def chosen(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(event.option.id)
+        self._choose(event.option.id)
+
+    def _choose(self, value: str | None) -> None:
+        if value is not None:
+            self.dismiss(self.result_for(value))
 
     def action_move(self, delta: int) -> None:
         options = self.query_one("#choices", OptionList)
@@ -236,3 +173,19 @@ class PickScreen(ModalScreen[str | None]):
             options.action_cursor_down()
         else:
             options.action_cursor_up()
+
+
+class SwitchOrganizationScreen(PickScreen):
+    """Pick the organization to act in; typing filters by name or subdomain."""
+
+    def __init__(self, choices: list[OrganizationChoice], current: str | None = None) -> None:
+        options = [
+            (f"{c.name} ({c.subdomain})" + (f" · {c.role}" if c.role else ""), c.id)
+            for c in choices
+        ]
+        super().__init__("Switch organization", options, current,
+                         placeholder="filter by name or subdomain")
+        self.choices = choices
+
+    def result_for(self, value: str) -> OrganizationChoice | None:
+        return next((c for c in self.choices if c.id == value), None)
