@@ -9,6 +9,7 @@ blank default screen and the current one), so these tests do not depend on its n
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -31,11 +32,23 @@ from creatia_tui.screens.activity import (
     WHO_WIDTH,
     ActivityEntryScreen,
     ActivityScreen,
-    ActivityTable,
 )
 from creatia_tui.widgets.choice import Choice
+from creatia_tui.widgets.tables import PagedTable
 from tests.conftest import World
-from tests.tui import app_as, cell_texts, message_of, run_async, settle, snapshot_before
+from tests.tui import (
+    app_as,
+    assert_down_reads_the_next_page,
+    assert_pages_through,
+    assert_refusals_said,
+    cell_texts,
+    choose,
+    message_of,
+    run_async,
+    settle,
+    shown,
+    snapshot_before,
+)
 
 UTC = dt.timezone.utc
 AGENT = "creatia-tui/0.1.0 (테스트 단말; TERM=xterm)"
@@ -120,24 +133,6 @@ async def open_activity(pilot: Pilot[Any]) -> ActivityScreen:
     return screen
 
 
-def shown(screen: ActivityScreen) -> list[str]:
-    return [str(key.value) for key in screen.query_one(ActivityTable).rows]
-
-
-async def choose(pilot: Pilot[Any], screen: ActivityScreen, menu: str, value: str) -> None:
-    """Pick `value` in a filter menu by keyboard: f, tab to the menu, right until chosen."""
-    order = ["user", "action", "resource"]
-    await pilot.press("f", *["tab"] * order.index(menu))
-    choice = screen.query_one(f"#activity-{menu}", Choice)
-    assert choice.has_focus
-    values = [v for _, v in choice.options]
-    await pilot.press(*["right"] * ((values.index(value) - choice.index) % len(values)))
-    await settle(pilot)
-    assert choice.value == value
-    await pilot.press("escape")
-    assert screen.query_one(ActivityTable).has_focus
-
-
 # ---------------------------------------------------------------- what a row says
 @run_async
 async def test_the_boards_writes_are_listed_newest_first_in_words(
@@ -153,7 +148,7 @@ async def test_the_boards_writes_are_listed_newest_first_in_words(
         screen = await open_activity(pilot)
         ids = expected(dbs, world.lab)
         assert shown(screen) == ids and len(ids) == 4
-        table = screen.query_one(ActivityTable)
+        table = screen.query_one(PagedTable)
         assert [str(c.value) for c in table.columns] == ["time", "who", "action", "what"]
         rows = [cell_texts(table, entry) for entry in ids]
         assert [(r["who"], r["action"]) for r in rows] == [
@@ -185,7 +180,7 @@ async def test_wide_terminals_show_the_resource_the_task_key_when_known(
     app = app_as(dbs, "minjun", world.lab)
     async with app.run_test(size=(160, 50)) as pilot:
         screen = await open_activity(pilot)
-        table = screen.query_one(ActivityTable)
+        table = screen.query_one(PagedTable)
         assert [str(c.value) for c in table.columns] == [
             "time", "who", "action", "resource", "what",
         ]
@@ -205,27 +200,8 @@ async def test_pages_by_keyset_with_none_missing_and_none_twice(
     assert len(every) == 120
     app = app_as(dbs, "jiho", world.lab)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_activity(pilot)
-        table = screen.query_one(ActivityTable)
-        assert shown(screen) == every[:PAGE_SIZE]
-        assert message_of(app) == "50 entries · more: n"
-
-        await pilot.press("n")  # the next page is appended; the cursor goes to its first row
-        await settle(pilot)
-        assert shown(screen) == every[: 2 * PAGE_SIZE]
-        assert table.cursor_row == PAGE_SIZE
-        assert message_of(app) == "100 entries · more: n"
-
-        await pilot.press("ctrl+end", "pagedown")  # pagedown on the last row reads on
-        await settle(pilot)
-        assert shown(screen) == every
-        assert len(set(shown(screen))) == 120
-        assert message_of(app) == "120 entries · end of activity"
-
-        await pilot.press("ctrl+end", "down", "n")  # nothing more to read
-        await settle(pilot)
-        assert shown(screen) == every
-        assert message_of(app) == "120 entries · end of activity"
+        await open_activity(pilot)
+        await assert_pages_through(pilot, every, "end of activity")
 
 
 @run_async
@@ -234,15 +210,8 @@ async def test_down_on_the_last_row_reads_the_next_page(dbs: Databases, world: W
     every = expected(dbs, world.lab)
     app = app_as(dbs, "minjun", world.lab)
     async with app.run_test(size=(160, 50)) as pilot:
-        screen = await open_activity(pilot)
-        await pilot.press(*["down"] * (PAGE_SIZE - 1))
-        await settle(pilot)
-        assert shown(screen) == every[:PAGE_SIZE]
-        await pilot.press("down")
-        await settle(pilot)
-        assert shown(screen) == every
-        assert screen.query_one(ActivityTable).cursor_row == PAGE_SIZE
-        assert message_of(app) == "60 entries · end of activity"
+        await open_activity(pilot)
+        await assert_down_reads_the_next_page(pilot, every, "end of activity")
 
 
 # ---------------------------------------------------------------- filters
@@ -258,22 +227,22 @@ async def test_the_user_filter_offers_active_members_and_pages_through_one_perso
         # Active members by name; 떠난 사람 (deactivated) and acme's bob are not offered.
         assert labels == ["anyone", "김민준", "박지호", "이서연", "최유나"]
 
-        await choose(pilot, screen, "user", world.seoyeon)
+        await choose(pilot, screen, "activity-user", world.seoyeon)
         by_seoyeon = expected(dbs, world.lab, user_id=world.seoyeon)
         assert len(by_seoyeon) == 60
         assert shown(screen) == by_seoyeon[:PAGE_SIZE]
         await pilot.press("n")
         await settle(pilot)
         assert shown(screen) == by_seoyeon
-        table = screen.query_one(ActivityTable)
+        table = screen.query_one(PagedTable)
         assert {cell_texts(table, e)["who"] for e in shown(screen)} == {"이서연"}
         assert message_of(app) == "60 entries · end of activity"
 
-        await choose(pilot, screen, "user", world.yuna)  # a viewer who did nothing
+        await choose(pilot, screen, "activity-user", world.yuna)  # a viewer who did nothing
         assert shown(screen) == []
         assert message_of(app) == "No entries match these filters."
 
-        await choose(pilot, screen, "user", "")  # anyone again
+        await choose(pilot, screen, "activity-user", "")  # anyone again
         assert shown(screen) == expected(dbs, world.lab)[:PAGE_SIZE]
 
 
@@ -288,25 +257,25 @@ async def test_the_action_and_resource_filters_alone_and_together(
         menu = [value for _, value in screen.query_one("#activity-action", Choice).options]
         assert menu == ["", *activity_actions(dbs, actor(dbs, world.minjun, world.lab))]
 
-        await choose(pilot, screen, "action", "task.assigned")
+        await choose(pilot, screen, "activity-action", "task.assigned")
         assigned = expected(dbs, world.lab, action="task.assigned")
         assert shown(screen) == assigned and len(assigned) == 30
         assert message_of(app) == "30 entries · end of activity"
 
-        await choose(pilot, screen, "action", "")
-        await choose(pilot, screen, "resource", "Sprint")
+        await choose(pilot, screen, "activity-action", "")
+        await choose(pilot, screen, "activity-resource", "Sprint")
         sprints = expected(dbs, world.lab, resource_type="Sprint")
         assert shown(screen) == sprints and len(sprints) == 12
 
-        await choose(pilot, screen, "resource", "Task")
-        await choose(pilot, screen, "action", "task.created")
-        await choose(pilot, screen, "user", world.minjun)
+        await choose(pilot, screen, "activity-resource", "Task")
+        await choose(pilot, screen, "activity-action", "task.created")
+        await choose(pilot, screen, "activity-user", world.minjun)
         narrowed = expected(
             dbs, world.lab, resource_type="Task", action="task.created", user_id=world.minjun
         )
         assert shown(screen) == narrowed and 0 < len(narrowed) < 30
 
-        await choose(pilot, screen, "action", "task.deleted")  # nobody deleted anything
+        await choose(pilot, screen, "activity-action", "task.deleted")  # nobody deleted anything
         assert shown(screen) == []
         assert message_of(app) == "No entries match these filters."
 
@@ -365,7 +334,7 @@ async def test_enter_shows_changes_and_metadata_as_json_and_o_shows_only_that_ta
         assert message_of(app) == "2 entries · end of activity"
         assert screen.filters == ActivityFilter(resource_type="Task", resource_id=task)
 
-        await choose(pilot, screen, "resource", "")  # every resource again
+        await choose(pilot, screen, "activity-resource", "")  # every resource again
         assert shown(screen) == expected(dbs, world.lab)
 
 
@@ -394,7 +363,7 @@ async def test_r_reads_the_newest_entries_again(dbs: Databases, world: World) ->
         await settle(pilot)
         assert shown(screen) == expected(dbs, world.lab)
         assert shown(screen)[1:] == before
-        newest = cell_texts(screen.query_one(ActivityTable), shown(screen)[0])
+        newest = cell_texts(screen.query_one(PagedTable), shown(screen)[0])
         assert (newest["who"], newest["action"]) == ("박지호", "task.created")
         assert message_of(app) == "6 entries · end of activity"
 
@@ -412,7 +381,7 @@ async def test_long_korean_names_and_changes_are_cut_to_their_columns(
     app = app_as(dbs, "minjun", world.lab)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_activity(pilot)
-        table = screen.query_one(ActivityTable)
+        table = screen.query_one(PagedTable)
         row = cell_texts(table, str(doc["_id"]))
         assert row["who"].startswith("황보") and row["who"].endswith("…")
         assert cell_len(row["who"]) <= WHO_WIDTH
@@ -481,15 +450,8 @@ async def test_a_refusal_while_open_is_said_in_one_line(
                 "UPDATE organization_memberships SET active = false WHERE id = %s",
                 (world.memberships[(world.yuna, world.lab)],),
             )
-        await pilot.press("n")
-        await settle(pilot)
-        assert "tasks.read" in message_of(app) and "\n" not in message_of(app)
-        assert shown(screen) == before  # what was read stays on screen
-
-        # Another filter refused: the rows of the old filter do not stay under the new one.
-        await choose(pilot, screen, "action", "task.created")
-        assert shown(screen) == []
-        assert "tasks.read" in message_of(app)
+        other_filter = partial(choose, pilot, screen, "activity-action", "task.created")
+        await assert_refusals_said(pilot, before, "tasks.read", other_filter)
 
 
 # ---------------------------------------------------------------- snapshots

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -27,11 +28,24 @@ from creatia_tui.screens.audit import (
     PAGE_SIZE,
     AuditEntryScreen,
     AuditScreen,
-    AuditTable,
 )
 from creatia_tui.widgets.choice import Choice
+from creatia_tui.widgets.tables import PagedTable
 from tests.conftest import WORLD_EMAILS, World
-from tests.tui import app_as, cell_texts, message_of, press, run_async, settle, snapshot_before
+from tests.tui import (
+    app_as,
+    assert_down_reads_the_next_page,
+    assert_pages_through,
+    assert_refusals_said,
+    cell_texts,
+    choose,
+    message_of,
+    press,
+    run_async,
+    settle,
+    shown,
+    snapshot_before,
+)
 
 UTC = dt.timezone.utc
 CLIENT = ClientContext(
@@ -127,24 +141,6 @@ async def open_audit(pilot: Pilot[Any]) -> AuditScreen:
     return screen
 
 
-def shown(screen: AuditScreen) -> list[str]:
-    return [str(key.value) for key in screen.query_one(AuditTable).rows]
-
-
-async def choose(pilot: Pilot[Any], screen: AuditScreen, menu: str, value: str) -> None:
-    """Pick `value` in a filter menu by keyboard: f, tab to the menu, right until chosen."""
-    order = ["month", "actor", "action"]
-    await pilot.press("f", *["tab"] * order.index(menu))
-    choice = screen.query_one(f"#audit-{menu}", Choice)
-    assert choice.has_focus
-    values = [v for _, v in choice.options]
-    await pilot.press(*["right"] * ((values.index(value) - choice.index) % len(values)))
-    await settle(pilot)
-    assert choice.value == value
-    await pilot.press("escape")
-    assert screen.query_one(AuditTable).has_focus
-
-
 # ---------------------------------------------------------------- listing and paging
 @run_async
 async def test_the_services_rows_are_listed_newest_first_with_names_and_resources(
@@ -156,7 +152,7 @@ async def test_the_services_rows_are_listed_newest_first_with_names_and_resource
         screen = await open_audit(pilot)
         ids = expected(conn, world.lab)
         assert shown(screen) == ids and len(ids) == 3
-        table = screen.query_one(AuditTable)
+        table = screen.query_one(PagedTable)
         role, member, org = (cell_texts(table, entry) for entry in ids)
         assert (role["actor"], role["action"], role["resource"]) == (
             "김민준", "role.created", "Role",
@@ -186,7 +182,7 @@ async def test_wide_terminals_show_resource_id_address_and_client(
     app = app_as(dbs, "minjun", world.lab)
     async with app.run_test(size=(160, 50)) as pilot:
         screen = await open_audit(pilot)
-        table = screen.query_one(AuditTable)
+        table = screen.query_one(PagedTable)
         assert [str(c.value) for c in table.columns] == [
             "time", "actor", "action", "resource", "resource_id", "ip", "client",
         ]
@@ -207,27 +203,8 @@ async def test_pages_by_keyset_with_no_duplicates_and_none_missing(
     assert len(every) == 123
     app = app_as(dbs, "minjun", world.lab)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_audit(pilot)
-        table = screen.query_one(AuditTable)
-        assert shown(screen) == every[:PAGE_SIZE]
-        assert message_of(app) == "50 entries · more: n"
-
-        await pilot.press("n")  # the next page is appended; the cursor goes to its first row
-        await settle(pilot)
-        assert shown(screen) == every[: 2 * PAGE_SIZE]
-        assert table.cursor_row == PAGE_SIZE
-        assert message_of(app) == "100 entries · more: n"
-
-        await pilot.press("ctrl+end", "pagedown")  # pagedown on the last row reads on
-        await settle(pilot)
-        assert shown(screen) == every
-        assert len(set(shown(screen))) == len(every)
-        assert message_of(app) == "123 entries · end of log"
-
-        await pilot.press("ctrl+end", "down", "n")  # nothing more to read
-        await settle(pilot)
-        assert shown(screen) == every
-        assert message_of(app) == "123 entries · end of log"
+        await open_audit(pilot)
+        await assert_pages_through(pilot, every, "end of log")
 
 
 @run_async
@@ -238,15 +215,8 @@ async def test_down_on_the_last_row_reads_the_next_page(
     every = expected(conn, world.lab)
     app = app_as(dbs, "minjun", world.lab)
     async with app.run_test(size=(160, 50)) as pilot:
-        screen = await open_audit(pilot)
-        await pilot.press(*["down"] * (PAGE_SIZE - 1))
-        await settle(pilot)
-        assert shown(screen) == every[:PAGE_SIZE]
-        await pilot.press("down")
-        await settle(pilot)
-        assert shown(screen) == every
-        assert screen.query_one(AuditTable).cursor_row == PAGE_SIZE
-        assert message_of(app) == "60 entries · end of log"
+        await open_audit(pilot)
+        await assert_down_reads_the_next_page(pilot, every, "end of log")
 
 
 # ---------------------------------------------------------------- filters
@@ -274,18 +244,18 @@ async def test_the_month_filter_shows_one_month(
         assert labels[0] == "all" and {"2026-09", "2026-10"} <= set(labels)
         assert labels[1:] == sorted(labels[1:], reverse=True)
 
-        await choose(pilot, screen, "month", SEPTEMBER.isoformat())
+        await choose(pilot, screen, "audit-month", SEPTEMBER.isoformat())
         in_september = "AND created_at >= '2026-09-01Z' AND created_at < '2026-10-01Z'"
         assert shown(screen) == expected(conn, world.lab, in_september)
         assert len(shown(screen)) == 4
         assert message_of(app) == "4 entries · end of log"
 
-        await choose(pilot, screen, "month", OCTOBER.isoformat())
+        await choose(pilot, screen, "audit-month", OCTOBER.isoformat())
         in_october = "AND created_at >= '2026-10-01Z' AND created_at < '2026-11-01Z'"
         assert shown(screen) == expected(conn, world.lab, in_october)
         assert len(shown(screen)) == 3
 
-        await choose(pilot, screen, "month", "")  # back to every month
+        await choose(pilot, screen, "audit-month", "")  # back to every month
         assert shown(screen) == expected(conn, world.lab)
 
 
@@ -304,7 +274,7 @@ async def test_the_actor_filter_shows_one_persons_changes_across_pages(
         assert labels[0] == "anyone"
         assert {"김민준", "이서연", "박지호", "최유나", "떠난 사람", "관리자"} <= set(labels)
 
-        await choose(pilot, screen, "actor", world.seoyeon)
+        await choose(pilot, screen, "audit-actor", world.seoyeon)
         by_seoyeon = expected(conn, world.lab, "AND user_id = %(who)s", who=world.seoyeon)
         assert len(by_seoyeon) == 51  # 50 bulk rows and the role change
         assert shown(screen) == by_seoyeon[:PAGE_SIZE]
@@ -312,10 +282,10 @@ async def test_the_actor_filter_shows_one_persons_changes_across_pages(
         await pilot.press("n")
         await settle(pilot)
         assert shown(screen) == by_seoyeon
-        table = screen.query_one(AuditTable)
+        table = screen.query_one(PagedTable)
         assert {cell_texts(table, e)["actor"] for e in shown(screen)} == {"이서연"}
 
-        await choose(pilot, screen, "actor", world.yuna)  # never changed anything
+        await choose(pilot, screen, "audit-actor", world.yuna)  # never changed anything
         assert shown(screen) == []
         assert message_of(app) == "No entries match these filters."
 
@@ -329,19 +299,19 @@ async def test_the_action_filter_and_filters_together(
     app = app_as(dbs, "minjun", world.lab)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_audit(pilot)
-        await choose(pilot, screen, "action", "membership.role_changed")
+        await choose(pilot, screen, "audit-action", "membership.role_changed")
         changed = expected(conn, world.lab, "AND action = 'membership.role_changed'")
         assert shown(screen) == changed and len(changed) == 1
         assert message_of(app) == "1 entry · end of log"
 
-        await choose(pilot, screen, "action", "role.renamed")
+        await choose(pilot, screen, "audit-action", "role.renamed")
         assert shown(screen) == expected(conn, world.lab, "AND action = 'role.renamed'")
-        await choose(pilot, screen, "actor", world.jiho)
+        await choose(pilot, screen, "audit-actor", world.jiho)
         jiho_renamed = expected(
             conn, world.lab, "AND action = 'role.renamed' AND user_id = %(who)s", who=world.jiho
         )
         assert shown(screen) == jiho_renamed and len(jiho_renamed) == 10
-        await choose(pilot, screen, "action", "organization.updated")
+        await choose(pilot, screen, "audit-action", "organization.updated")
         assert shown(screen) == []  # jiho did not edit the organization
 
 
@@ -355,7 +325,7 @@ async def test_enter_shows_the_entry_whole_with_korean_before_and_after(
     app = app_as(dbs, "minjun", world.lab)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_audit(pilot)
-        table = screen.query_one(AuditTable)
+        table = screen.query_one(PagedTable)
         table.move_cursor(row=table.get_row_index(updated))
         await pilot.press("enter")
         await settle(pilot)
@@ -409,7 +379,7 @@ async def test_r_reads_the_newest_entries_again(
         await settle(pilot)
         assert shown(screen) == expected(conn, world.lab)
         assert shown(screen)[1:] == before
-        newest = cell_texts(screen.query_one(AuditTable), shown(screen)[0])
+        newest = cell_texts(screen.query_one(PagedTable), shown(screen)[0])
         assert newest["action"] == "role.created"
         assert message_of(app) == "4 entries · end of log"
 
@@ -426,7 +396,7 @@ async def test_long_korean_names_are_cut_to_the_column(
     app = app_as(dbs, "minjun", world.lab)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_audit(pilot)
-        table = screen.query_one(AuditTable)
+        table = screen.query_one(PagedTable)
         [changed] = expected(conn, world.lab, "AND action = 'membership.role_changed'")
         name = cell_texts(table, changed)["actor"]
         assert name.endswith("…") and name.startswith("황보 세영")
@@ -465,15 +435,8 @@ async def test_a_refusal_while_open_is_said_in_one_line(
             "UPDATE organization_memberships SET role = 'viewer' WHERE id = %s",
             (world.memberships[(world.seoyeon, world.lab)],),
         )
-        await pilot.press("n")
-        await settle(pilot)
-        assert "audit.read" in message_of(app) and "\n" not in message_of(app)
-        assert shown(screen) == before  # what was read stays on screen
-
-        # Another filter refused: the rows of the old filter do not stay under the new one.
-        await choose(pilot, screen, "action", "role.created")
-        assert shown(screen) == []
-        assert "audit.read" in message_of(app)
+        other_filter = partial(choose, pilot, screen, "audit-action", "role.created")
+        await assert_refusals_said(pilot, before, "audit.read", other_filter)
 
 
 # ---------------------------------------------------------------- snapshots

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from creatia_tui.app import CreatiaApp
 from creatia_tui.data.db import Databases
+from creatia_tui.screens.paged_log import PAGE_SIZE
+from creatia_tui.widgets.choice import Choice
 from tests.conftest import WORLD_EMAILS, WORLD_PASSWORD
 
 
@@ -85,6 +88,94 @@ def cell_texts(table: DataTable[Any], row_key: str) -> dict[str, str]:
         str(key.value): str(getattr(value, "plain", value))
         for key, value in zip(table.columns, values, strict=True)
     }
+
+
+def row_keys(table: DataTable[Any]) -> list[str]:
+    """The table's row keys, top to bottom."""
+    return [str(key.value) for key in table.rows]
+
+
+def shown(screen: Screen[Any]) -> list[str]:
+    """The row keys of the screen's DataTable, top to bottom."""
+    return row_keys(screen.query_one(DataTable))
+
+
+async def choose(pilot: Pilot[Any], screen: Screen[Any], menu: str, value: str) -> None:
+    """Pick `value` in the filter menu whose id is `menu` by keyboard: f, tab to the menu (the
+    screen's Choices in order), right until chosen, escape back to the list (its DataTable)."""
+    menus = [c.id for c in screen.query(Choice)]
+    await pilot.press("f", *["tab"] * menus.index(menu))
+    choice = screen.query_one(f"#{menu}", Choice)
+    assert choice.has_focus
+    values = [v for _, v in choice.options]
+    await pilot.press(*["right"] * ((values.index(value) - choice.index) % len(values)))
+    await settle(pilot)
+    assert choice.value == value
+    await pilot.press("escape")
+    assert screen.query_one(DataTable).has_focus
+
+
+async def assert_pages_through(pilot: Pilot[Any], every: list[str], end: str) -> None:
+    """A paged log showing the first page of `every` (its ids, newest first; more than two
+    pages): n appends the next page, pagedown on the last row reads to the end, none missing and
+    none twice, and then nothing more is read. `end` closes the last summary ("end of log")."""
+    app = cast(CreatiaApp, pilot.app)
+    table = app.screen.query_one(DataTable)
+    assert len(every) > 2 * PAGE_SIZE
+    assert row_keys(table) == every[:PAGE_SIZE]
+    assert message_of(app) == f"{PAGE_SIZE} entries · more: n"
+
+    await pilot.press("n")  # the next page is appended; the cursor goes to its first row
+    await settle(pilot)
+    assert row_keys(table) == every[: 2 * PAGE_SIZE]
+    assert table.cursor_row == PAGE_SIZE
+    assert message_of(app) == f"{2 * PAGE_SIZE} entries · more: n"
+
+    await pilot.press("ctrl+end", "pagedown")  # pagedown on the last row reads on
+    await settle(pilot)
+    assert row_keys(table) == every
+    assert len(set(row_keys(table))) == len(every)
+    assert message_of(app) == f"{len(every)} entries · {end}"
+
+    await pilot.press("ctrl+end", "down", "n")  # nothing more to read
+    await settle(pilot)
+    assert row_keys(table) == every
+    assert message_of(app) == f"{len(every)} entries · {end}"
+
+
+async def assert_down_reads_the_next_page(pilot: Pilot[Any], every: list[str], end: str) -> None:
+    """A paged log showing the first page of `every` (one page and part of a second): down to
+    the last row reads nothing, one more down appends the rest with the cursor on its first."""
+    app = cast(CreatiaApp, pilot.app)
+    table = app.screen.query_one(DataTable)
+    assert PAGE_SIZE < len(every) <= 2 * PAGE_SIZE
+    await pilot.press(*["down"] * (PAGE_SIZE - 1))
+    await settle(pilot)
+    assert row_keys(table) == every[:PAGE_SIZE]
+    await pilot.press("down")
+    await settle(pilot)
+    assert row_keys(table) == every
+    assert table.cursor_row == PAGE_SIZE
+    assert message_of(app) == f"{len(every)} entries · {end}"
+
+
+async def assert_refusals_said(
+    pilot: Pilot[Any], before: list[str], permission: str,
+    other_filter: Callable[[], Awaitable[None]],
+) -> None:
+    """A paged log that showed `before` and has since lost `permission`: n says the refusal in
+    one line and what was read stays on screen; `other_filter` (choosing another filter) is
+    refused too, and the rows of the old filter do not stay under the new one."""
+    app = cast(CreatiaApp, pilot.app)
+    table = app.screen.query_one(DataTable)
+    await pilot.press("n")
+    await settle(pilot)
+    assert permission in message_of(app) and "\n" not in message_of(app)
+    assert row_keys(table) == before  # what was read stays on screen
+
+    await other_filter()
+    assert row_keys(table) == []
+    assert permission in message_of(app)
 
 
 def audit_rows(pg_dsn: str, organization_id: str | None = None) -> list[dict[str, Any]]:

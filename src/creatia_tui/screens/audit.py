@@ -13,25 +13,19 @@ again. ``r`` reads the menus and the first page again (the newest entries appear
 Enter opens the highlighted entry whole: before and after as indented JSON (Korean as it is),
 the client's address and terminal, and every id; ``y`` copies the entry id. The screen only
 reads: it needs ``audit.read`` to open, and the service checks it again on every page.
+
+The paging, the filter bar and the entry view are :mod:`creatia_tui.screens.paged_log`'s; this
+module says the columns, the words for an entry and the service calls.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from collections.abc import Callable
+from typing import Any
 
 from rich.text import Text
-from textual import on
-from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
-from textual.screen import ModalScreen
-from textual.widget import Widget
-from textual.widgets import DataTable, Label, Static
 
 from creatia_tui.data.audit import (
     AUDIT_ACTIONS,
@@ -44,35 +38,27 @@ from creatia_tui.data.audit import (
     audit_months,
     read_audit,
 )
-from creatia_tui.screens.base import AppScreen
-from creatia_tui.screens.dialogs import DIALOG_CSS
+from creatia_tui.screens.paged_log import (
+    PAGE_SIZE,
+    WIDE,
+    Column,
+    LogEntryScreen,
+    PagedLogScreen,
+    as_json,
+    set_options,
+)
 from creatia_tui.widgets.choice import Choice
 from creatia_tui.widgets.text import fit
 
-if TYPE_CHECKING:
-    from creatia_tui.app import CreatiaApp
-
-PAGE_SIZE = 50
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 ACTOR_WIDTH = 14  # 7 Korean characters: keeps time, actor, action and resource at 80 columns
-WIDE_ACTOR_WIDTH = 24
-WIDE = 120  # from this many columns the actor column widens
+WIDE_ACTOR_WIDTH = 24  # from WIDE columns
 ACTOR_MENU_WIDTH = 28
 SCROLLBAR = 2
 CLIENT_MAX = 80
 NO_ACTOR = "(deleted user)"
 
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    width: int
-    # Optional columns are dropped, last first, when the table would not fit the terminal;
-    # the line under the table and the detail view still show their values.
-    optional: bool = False
-
-
+# Optional columns are dropped, last first, when the table would not fit the terminal.
 COLUMNS = (
     Column("time", "Time (UTC)", 19),
     Column("actor", "Actor", ACTOR_WIDTH),
@@ -129,10 +115,6 @@ def cells_for(entry: AuditRow, columns: list[Column]) -> list[Text]:
     return [fit(values[c.key], c.width) for c in columns]
 
 
-def as_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
-
-
 def change_summary(changes: dict[str, Any] | None) -> str:
     """What changed, in one line: ``role "member" → "admin"``, ``new name "…"``."""
     if not changes:
@@ -167,41 +149,20 @@ def describe(entry: AuditRow) -> str:
     return " · ".join(parts)
 
 
-def entries_text(count: int) -> str:
-    return f"{count} {'entry' if count == 1 else 'entries'}"
-
-
 # ---------------------------------------------------------------- the detail view
-class AuditEntryScreen(ModalScreen[None]):
+class AuditEntryScreen(LogEntryScreen[AuditRow, None]):
     """One entry, whole: when, who, what, where from, every id, and before/after as JSON."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss", "Close"),
-        Binding("enter", "dismiss", "Close", show=False),
-        Binding("y", "copy_id", "Copy id"),
-    ]
+    HEADING = "Audit entry"
+    PREFIX = "audit"
+    ENTRY_NOUN = "audit entry"
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="AuditEntryScreen") + """
-    AuditEntryScreen > Vertical {
-        width: 100;
-    }
-    AuditEntryScreen VerticalScroll {
-        height: auto;
-        max-height: 75vh;  /* leaves the title, the hint and the border on screen at 24 rows */
-    }
-    """
-
-    def __init__(self, entry: AuditRow, organization: str) -> None:
-        super().__init__()
-        self.entry = entry
-        self.organization = organization
-
-    def body(self) -> Text:
+    def fields(self) -> list[tuple[str, str]]:
         entry = self.entry
         who = actor_label(entry)
         if entry.actor_name and entry.actor_email:
             who = f"{entry.actor_name} <{entry.actor_email}>"
-        fields = [
+        return [
             ("Time", f"{utc_time(entry.created_at)} UTC"),
             ("Actor", who),
             ("Action", entry.action),
@@ -213,100 +174,35 @@ class AuditEntryScreen(ModalScreen[None]):
             ("Resource id", entry.resource_id or "(none)"),
             ("Organization", f"{self.organization} · {entry.organization_id}"),
         ]
-        text = Text()
-        for label, value in fields:
-            text.append(f"{label:<13}", style="bold")
-            text.append(f"{value}\n")
-        changes = entry.changes if isinstance(entry.changes, dict) else {}
-        for label, key in (("Before", "before"), ("After", "after")):
-            text.append(f"\n{label}\n", style="bold")
+
+    def sections(self) -> list[tuple[str, str]]:
+        changes = self.entry.changes if isinstance(self.entry.changes, dict) else {}
+        sections = []
+        for heading, key in (("Before", "before"), ("After", "after")):
             value = changes.get(key)
-            text.append(as_json(value) if value is not None else "(nothing)")
-            text.append("\n")
+            sections.append((heading, as_json(value) if value is not None else "(nothing)"))
         others = {k: v for k, v in changes.items() if k not in ("before", "after")}
         if others:
-            text.append("\nOther\n", style="bold")
-            text.append(as_json(others) + "\n")
-        text.rstrip()
-        return text
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static("Audit entry", classes="dialog-title")
-            # Focusable so the arrow keys scroll a long before/after.
-            with VerticalScroll(can_focus=True, id="audit-entry-scroll"):
-                yield Static(self.body(), id="audit-entry-body")
-            yield Static("y copies the entry id · escape closes", classes="dialog-hint")
-
-    def on_mount(self) -> None:
-        self.query_one("#audit-entry-scroll").focus()
-
-    def action_copy_id(self) -> None:
-        cast("CreatiaApp", self.app).copy_text(self.entry.id, "the audit entry id")
+            sections.append(("Other", as_json(others)))
+        return sections
 
 
 # ---------------------------------------------------------------- the list
-class AuditTable(DataTable[Text]):
-    """A DataTable that asks for the next page when the cursor would go past its last row."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "select_cursor", "Detail"),
-    ]
-
-    class PastEnd(Message):
-        """Down or pagedown on the last row."""
-
-    def _at_last_row(self) -> bool:
-        return self.row_count > 0 and self.cursor_row >= self.row_count - 1
-
-    def action_cursor_down(self) -> None:
-        if self._at_last_row():
-            self.post_message(self.PastEnd())
-        else:
-            super().action_cursor_down()
-
-    def action_page_down(self) -> None:
-        if self._at_last_row():
-            self.post_message(self.PastEnd())
-        else:
-            super().action_page_down()
+Menus = tuple[list[dt.date], list[AuditActor]]
 
 
-class AuditScreen(AppScreen):
+class AuditScreen(PagedLogScreen[AuditRow, AuditFilter, AuditCursor, Menus]):
     """The organization's audit log, newest first, with month, actor and action filters."""
 
     READ_PERMISSION = "audit.read"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "more", "More"),
-        Binding("f", "filters", "Filter"),
-        Binding("r", "reload", "Refresh"),
-        # Enter on the list is the table's own key (shown in the footer); this one serves the
-        # palette and enter on a filter.
-        Binding("enter", "detail", "Detail", show=False),
-    ]
-
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (WIDE, "-wide")]
+    PREFIX = "audit"
+    ENTRY_NOUN = "audit entry"
+    EMPTY = "The log is empty."
+    END = "end of log"
 
     DEFAULT_CSS = """
-    AuditScreen #audit-filters {
-        height: auto;
-        padding: 0 1;
-    }
-    AuditScreen.-narrow #audit-filters {
-        layout: vertical;
-    }
-    AuditScreen #audit-who-when {
-        width: auto;
-        height: 1;
-    }
-    AuditScreen .audit-filter {
-        width: auto;
-        height: 1;
-        margin-right: 2;
-    }
-    AuditScreen .audit-filter Label {
+    AuditScreen .log-filter Label {
         width: 7;
-        color: $text-muted;
     }
     AuditScreen #audit-month {
         width: 20;
@@ -317,87 +213,17 @@ class AuditScreen(AppScreen):
     AuditScreen #audit-action {
         width: 34;
     }
-    AuditScreen #audit-table {
-        height: 1fr;
-    }
-    AuditScreen #audit-detail {
-        height: 1;
-        padding: 0 1;
-        text-wrap: nowrap;
-        text-overflow: ellipsis;
-    }
     """
 
     def __init__(self) -> None:
-        super().__init__()
-        self.entries: list[AuditRow] = []
-        self.filters = AuditFilter()
-        self.next_cursor: AuditCursor | None = None
-        # Not `loading`: that is Widget's reactive, which would cover the screen with a spinner.
-        self._reading = False
-        self._shown_filters = AuditFilter()  # the filters the rows on screen were read with
-        self._shown_columns: list[Column] = []
+        super().__init__(AuditFilter())
 
-    # ------------------------------------------------------------ layout
-    def compose_body(self) -> Iterable[Widget]:
-        # One line from 120 columns; below, the action menu takes a second line.
-        with Horizontal(id="audit-filters"):
-            with Horizontal(id="audit-who-when"):
-                with Horizontal(classes="audit-filter"):
-                    yield Label("Month")
-                    yield Choice([("all", "")], id="audit-month")
-                with Horizontal(classes="audit-filter"):
-                    yield Label("Actor")
-                    yield Choice([("anyone", "")], id="audit-actor")
-            with Horizontal(classes="audit-filter"):
-                yield Label("Action")
-                yield Choice([("any", ""), *((a, a) for a in AUDIT_ACTIONS)], id="audit-action")
-        yield AuditTable(id="audit-table", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="audit-detail", markup=False)
-
-    @property
-    def table(self) -> AuditTable:
-        return self.query_one("#audit-table", AuditTable)
-
-    def on_mount(self) -> None:
-        self.table.focus()
-        self._fill_table()
-        self.action_reload()
-
-    def on_resize(self) -> None:
-        self._fill_table()
-
-    def _fill_table(self, keep: str | None = None) -> None:
-        """Show self.entries with the columns that fit; the cursor stays on `keep` (or where
-        it was)."""
-        table = self.table
-        keep = keep or self.highlighted_id()
-        columns = columns_that_fit(self.size.width or self.app.size.width, table.cell_padding)
-        with self.app.batch_update():
-            if columns != self._shown_columns:
-                table.clear(columns=True)
-                for column in columns:
-                    table.add_column(Text(column.label), width=column.width, key=column.key)
-                self._shown_columns = columns
-            else:
-                table.clear()
-            for entry in self.entries:
-                table.add_row(*cells_for(entry, columns), key=entry.id)
-            if keep is not None and keep in {e.id for e in self.entries}:
-                table.move_cursor(row=table.get_row_index(keep))
-        self._show_detail()
-
-    def _append(self, entries: list[AuditRow]) -> None:
-        table = self.table
-        columns = self._shown_columns
-        with self.app.batch_update():
-            for entry in entries:
-                table.add_row(*cells_for(entry, columns), key=entry.id)
-        self.entries.extend(entries)
-
-    # ------------------------------------------------------------ filters
-    def _choice(self, name: str) -> Choice:
-        return self.query_one(f"#audit-{name}", Choice)
+    def filter_menus(self) -> list[tuple[str, Choice]]:
+        return [
+            ("Month", Choice([("all", "")], id="audit-month")),
+            ("Actor", Choice([("anyone", "")], id="audit-actor")),
+            ("Action", Choice([("any", ""), *((a, a) for a in AUDIT_ACTIONS)], id="audit-action")),
+        ]
 
     def current_filters(self) -> AuditFilter:
         month = self._choice("month").value
@@ -407,18 +233,22 @@ class AuditScreen(AppScreen):
             action=self._choice("action").value or None,
         )
 
-    @staticmethod
-    def _set_options(choice: Choice, options: list[tuple[str, str]]) -> None:
-        """New options for a menu; the chosen value stays chosen while it is still offered."""
-        kept = choice.value
-        choice.options = options
-        values = [value for _, value in options]
-        choice.set_reactive(Choice.index, values.index(kept) if kept in values else 0)
-        choice.refresh()
+    def columns_that_fit(self, width: int, padding: int) -> list[Column]:
+        return columns_that_fit(width, padding)
 
-    def _menus_loaded(self, menus: tuple[list[dt.date], list[AuditActor]]) -> None:
+    def cell_maker(self, columns: list[Column]) -> Callable[[AuditRow], list[Text]]:
+        return lambda entry: cells_for(entry, columns)
+
+    def describe(self, entry: AuditRow) -> str:
+        return describe(entry)
+
+    def menus_job(self) -> Callable[[Any], Menus]:
+        actor = self.actor
+        return lambda conn: (audit_months(conn, actor), audit_actors(conn, actor))
+
+    def menus_loaded(self, menus: Menus) -> None:
         months, actors = menus
-        self._set_options(
+        set_options(
             self._choice("month"),
             [("all", "")] + [(m.strftime("%Y-%m"), m.isoformat()) for m in months],
         )
@@ -427,130 +257,14 @@ class AuditScreen(AppScreen):
         for actor, name in zip(actors, names, strict=True):
             label = name if names.count(name) == 1 else f"{name} <{actor.email}>"
             options.append((fit(label, ACTOR_MENU_WIDTH).plain, actor.id))
-        self._set_options(self._choice("actor"), options)
-        if self.current_filters() != self.filters:  # a chosen actor or month is gone
-            self._load_first_page()
+        set_options(self._choice("actor"), options)
+        self.read_if_filters_changed()  # a chosen actor or month is gone
 
-    @on(Choice.Changed)
-    def filter_changed(self) -> None:
-        if self.current_filters() != self.filters:
-            self._load_first_page()
-
-    def action_filters(self) -> None:
-        # set_focus, not focus(): at once, so a tab typed right after moves on from here.
-        self.set_focus(self._choice("month"))
-
-    def key_escape(self) -> None:
-        if not self.table.has_focus:
-            self.set_focus(self.table)
-
-    # ------------------------------------------------------------ reading
-    def action_reload(self) -> None:
-        """Read the filter menus and the first page again."""
+    def page_job(
+        self, filters: AuditFilter, after: AuditCursor | None
+    ) -> Callable[[Any], AuditPage]:
         actor = self.actor
-        self.run_db(
-            lambda conn: (audit_months(conn, actor), audit_actors(conn, actor)),
-            self._menus_loaded,
-            group="audit-menus",
-        )
-        self._load_first_page()
+        return lambda conn: read_audit(conn, actor, filters, after, PAGE_SIZE)
 
-    def _load_first_page(self) -> None:
-        self._read_page(self.current_filters(), None)
-
-    def action_more(self) -> None:
-        if self._reading:
-            return
-        if self.next_cursor is None:
-            self.say(self._summary())
-            return
-        self._read_page(self.filters, self.next_cursor)
-
-    def on_audit_table_past_end(self) -> None:
-        self.action_more()
-
-    def _read_page(self, filters: AuditFilter, after: AuditCursor | None) -> None:
-        actor = self.actor
-        self.filters = filters
-        self._reading = True
-        loaded = entries_text(len(self.entries))
-        self.say("Loading…" if after is None else f"{loaded} · loading more…")
-
-        def failed(sentence: str) -> None:
-            self._reading = False
-            if after is None and filters != self._shown_filters:
-                # The rows on screen belong to other filters than the bar now shows.
-                self.entries, self.next_cursor = [], None
-                self._fill_table()
-            self.say(sentence, error=True)
-
-        # One group: a newer read (another filter, say) replaces an older one still running.
-        self.run_db(
-            lambda conn: read_audit(conn, actor, filters, after, PAGE_SIZE),
-            lambda page: self._page_loaded(page, filters, after),
-            failed=failed,
-            group="audit-page",
-        )
-
-    def _page_loaded(
-        self, page: AuditPage, filters: AuditFilter, after: AuditCursor | None
-    ) -> None:
-        if filters != self.filters:  # read for filters no longer chosen
-            return
-        self._reading = False
-        self.next_cursor = page.next_cursor
-        if after is None:
-            keep = self.highlighted_id()
-            self._shown_filters = filters
-            self.entries = list(page.entries)
-            self._fill_table(keep)
-            if keep not in {e.id for e in self.entries} and self.entries:
-                self.table.move_cursor(row=0)
-        else:
-            first_new = len(self.entries)
-            self._append(page.entries)
-            if page.entries:
-                self.table.move_cursor(row=first_new)
-        self._show_detail()
-        self.say(self._summary())
-
-    def _summary(self) -> str:
-        if not self.entries:
-            filtered = self.filters != AuditFilter()
-            return "No entries match these filters." if filtered else "The log is empty."
-        more = "more: n" if self.next_cursor is not None else "end of log"
-        return f"{entries_text(len(self.entries))} · {more}"
-
-    # ------------------------------------------------------------ selection
-    def highlighted_id(self) -> str | None:
-        table = self.table
-        if not table.row_count:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return str(row_key.value)
-
-    def highlighted(self) -> AuditRow | None:
-        selected = self.highlighted_id()
-        return next((e for e in self.entries if e.id == selected), None)
-
-    def _show_detail(self) -> None:
-        entry = self.highlighted()
-        self.query_one("#audit-detail", Static).update(describe(entry) if entry else "")
-
-    def on_data_table_row_highlighted(self) -> None:
-        self._show_detail()
-
-    def on_data_table_row_selected(self) -> None:
-        self.action_detail()
-
-    def action_detail(self) -> None:
-        entry = self.highlighted()
-        if entry is None:
-            self.say("No entry to show.", error=True)
-            return
-        current = self.session.current
-        self.app.push_screen(AuditEntryScreen(entry, current.name if current else ""))
-
-    def copy_target(self) -> tuple[str, str] | None:
-        selected = self.highlighted_id()
-        return ("the audit entry id", selected) if selected else None
+    def open_entry(self, entry: AuditRow, organization: str) -> None:
+        self.app.push_screen(AuditEntryScreen(entry, organization))

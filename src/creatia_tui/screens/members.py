@@ -38,6 +38,7 @@ from creatia_tui.screens.base import AppScreen
 from creatia_tui.screens.dialogs import ConfirmScreen
 from creatia_tui.screens.forms import FormScreen, Job, field
 from creatia_tui.widgets.choice import Choice
+from creatia_tui.widgets.tables import highlighted_key
 from creatia_tui.widgets.text import fit, plural
 
 NAME_WIDTH = 20
@@ -362,11 +363,7 @@ class MembersScreen(AppScreen):
 
     # ------------------------------------------------------------ selection
     def highlighted_id(self) -> str | None:
-        table = self.table
-        if not table.row_count:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return str(row_key.value)
+        return highlighted_key(self.table)
 
     def highlighted(self) -> MemberRow | None:
         selected = self.highlighted_id()

@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Static
 from creatia_tui.data.models import OrganizationOverview
 from creatia_tui.data.overview import organization_overview
 from creatia_tui.screens.base import AppScreen
+from creatia_tui.widgets.tables import highlighted_key
 from creatia_tui.widgets.text import fit, plural
 
 # Korean names take two cells a character; 24 cells keep the counts on screen at 80 columns.
@@ -210,11 +211,7 @@ class OverviewScreen(AppScreen):
             self._fill_table()
 
     def _highlighted_id(self) -> str | None:
-        table = self.table
-        if not table.row_count:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return str(row_key.value)
+        return highlighted_key(self.table)
 
     def _show_detail(self) -> None:
         selected = self._highlighted_id()
