@@ -37,6 +37,7 @@ from creatia_tui.screens.base import AppScreen
 from creatia_tui.screens.dialogs import ConfirmScreen
 from creatia_tui.screens.forms import FormScreen, Job, field
 from creatia_tui.session import Session
+from creatia_tui.widgets.tables import highlighted_key
 from creatia_tui.widgets.text import fit, plural
 
 NAME_WIDTH = 20
@@ -237,22 +238,14 @@ class RolesScreen(AppScreen):
     # ------------------------------------------------------------ selection
     def current_role_id(self) -> str | None:
         """The role highlighted in the list, which is also the matrix's highlighted column."""
-        table = self.role_list
-        if not table.row_count:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return str(row_key.value)
+        return highlighted_key(self.role_list)
 
     def current_role(self) -> RoleSummary | None:
         selected = self.current_role_id()
         return next((r for r in self.matrix.roles if r.id == selected), None)
 
     def current_permission_id(self) -> str | None:
-        grid = self.grid
-        if not grid.row_count:
-            return None
-        row_key, _ = grid.coordinate_to_cell_key(grid.cursor_coordinate)
-        return str(row_key.value)
+        return highlighted_key(self.grid)
 
     def current_cell(self) -> tuple[RoleSummary, Permission] | None:
         """The (role, permission) under the matrix cursor; None on the permission column."""
