@@ -42,6 +42,7 @@ if str(ROOT) not in sys.path:
 BENCHMARKS: dict[str, str] = {
     "seed": "bench.bench_seed",
     "audit": "bench.bench_audit",
+    "board": "bench.bench_board",
 }
 
 
