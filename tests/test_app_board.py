@@ -1127,3 +1127,25 @@ async def test_a_filter_is_saved_per_user_listed_in_the_palette_and_deleted(
         assert "Filter: 급한 것" not in {c.title for c in app.get_system_commands(board)}
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM saved_filters").fetchone() == (0,)
+
+
+@run_async
+async def test_a_column_refills_when_its_cards_move_out(dbs: Databases, world: World) -> None:
+    dbs.mongo.tasks.insert_many(
+        [task_doc(world, n, position=float(n * 1000)) for n in range(1, 31)]
+    )
+    app = app_as(dbs, "minjun", world.lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        board = await open_board(pilot)
+        loaded = len(board.columns["todo"].tasks)
+        assert loaded < 30
+        for _ in range(loaded):
+            await keys(pilot, "greater_than_sign")  # the cursor follows the card…
+            await keys(pilot, "h")  # …so step back to todo for the next one
+        todo = board.columns["todo"]
+        assert todo.total == 30 - loaded
+        # Not left empty: the next cards were fetched from the server.
+        assert len(todo.tasks) >= min(board.visible_cards(), todo.total)
+        shown = {t.task_id for t in todo.tasks}
+        assert shown <= {doc["task_id"] for doc in dbs.mongo.tasks.find(
+            {"organization_id": world.lab, "status": "todo"})}

@@ -410,11 +410,16 @@ class BoardScreen(AppScreen):
         self._refresh_titles()
 
     def _refresh_titles(self) -> None:
+        visible = self.visible_cards()
         for status in self.statuses:
             column = self.columns.get(status, BoardColumn(status, [], 0))
             self.query_one(f"#column-{status}", TaskColumn).set_title(
                 len(column.tasks), column.total, status == "done" and self.fold_done
             )
+            # Cards moved out of a column that holds more on the server: fetch its next ones,
+            # so a column is never shown empty (or short) while tasks remain.
+            if len(column.tasks) < visible and column.total > len(column.tasks):
+                self._load_more(status)
 
     def action_move(self, delta: int) -> None:
         task = self.selected_task()
