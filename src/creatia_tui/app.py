@@ -106,7 +106,8 @@ class Destination:
     screen: type[AppScreen]
 
 
-# (digit, name, title) of every screen reachable from anywhere, in key order.
+# (digit, name, title) of every screen reachable from anywhere, in key order. The digits are
+# all spoken for; a screen with key "" is reached from the command palette only.
 NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("1", "home", "Home"),
     ("2", "board", "Board"),
@@ -160,7 +161,7 @@ class CreatiaApp(App[None]):
         Binding("Y", "copy_message", "Copy message", show=False),
         # One digit per screen; the palette lists them by name too.
         *(Binding(key, f"go('{name}')", f"Go to {title}", show=False)
-          for key, name, title in NAVIGATION),
+          for key, name, title in NAVIGATION if key),
     ]
 
     def __init__(
@@ -332,7 +333,8 @@ class CreatiaApp(App[None]):
             if self.may_open(destination) is None:
                 yield SystemCommand(
                     f"Go to {destination.title}",
-                    f"Open the {destination.title} screen (key {destination.key})",
+                    f"Open the {destination.title} screen"
+                    + (f" (key {destination.key})" if destination.key else ""),
                     partial(self.show, destination.name),
                 )
         for choice in session.organizations:
