@@ -15,7 +15,7 @@ from bson import ObjectId
 from creatia_tui.data import users
 from creatia_tui.data.access import Actor
 from creatia_tui.data.audit import ClientContext
-from creatia_tui.data.board import BoardService
+from creatia_tui.data.board import BoardService, TaskDraft
 from creatia_tui.data.burndown import BurndownPoint
 from creatia_tui.data.db import Databases
 from creatia_tui.data.sprints import (
@@ -447,16 +447,32 @@ def test_the_metrics_aggregation_stays_on_the_sprint_index(world, dbs, owner) ->
     assert "idx_tasks_org_sprint_status" in text
 
 
-def test_board_moves_followed_by_recompute_update_the_metrics(world, dbs, member) -> None:
-    """What the board will do after a task write: recompute the task's sprint."""
-    sprint = member.create(draft())
+def test_board_writes_recompute_the_metrics_of_the_sprints_involved(world, dbs, member) -> None:
+    """The board recomputes after each committed write: a move, an edit of the estimate or of
+    the sprint (both sprints), logged time, a task created in a sprint, a deletion."""
+    first, second = member.create(draft()), member.create(draft("Sprint 2"))
     [t] = insert_tasks(dbs, world.lab, {"estimated_hours": 4.0})
-    member.add_tasks(sprint, [t])
+    member.add_tasks(first, [t])
     jiho = board(dbs, world.jiho, world.lab)
+
+    def metrics(sprint: SprintRecord) -> dict[str, Any]:
+        return sprint_doc(dbs, world.lab, sprint.id)["metrics"]
+
     moved, _ = jiho.move(jiho.get_task(t), "done", 1.0)
-    recompute_metrics(dbs.mongo, world.lab, moved.sprint_id)
-    metrics = sprint_doc(dbs, world.lab, sprint.id)["metrics"]
-    assert (metrics["completed_tasks"], metrics["completion_rate"]) == (1, 100.0)
+    assert (metrics(first)["completed_tasks"], metrics(first)["completion_rate"]) == (1, 100.0)
+    moved, _ = jiho.move(moved, "in_progress", 1.0)
+    logged = jiho.log_time(jiho.get_task(t), 1.5, "시작")
+    assert (metrics(first)["completed_tasks"], metrics(first)["remaining_hours"]) == (0, 2.5)
+    edited = jiho.edit(logged, TaskDraft(title=logged.title, status="in_progress",
+                                         estimated_hours=6.0, sprint_id=second.id))
+    assert metrics(first)["total_tasks"] == 0
+    assert (metrics(second)["total_tasks"], metrics(second)["remaining_hours"]) == (1, 4.5)
+    assert sprint_doc(dbs, world.lab, second.id)["capacity"]["allocated_hours"] == 6.0
+    created = jiho.create(TaskDraft(title="새 작업", estimated_hours=2.0, sprint_id=second.id))
+    assert metrics(second)["total_tasks"] == 2
+    jiho.delete(jiho.get_task(created.id))
+    jiho.delete(jiho.get_task(edited.id))
+    assert (metrics(second)["total_tasks"], metrics(second)["estimated_hours"]) == (0, 0.0)
 
 
 # ---------------------------------------------------------------- burndown and velocity

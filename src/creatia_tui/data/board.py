@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import math
 import re
 from collections.abc import Iterator
@@ -72,6 +73,8 @@ from creatia_tui.data.models import (
 from creatia_tui.data.task_filters import TaskFilter, to_query
 from creatia_tui.data.tasks import ActivityRepository, SnapshotRepository, utcnow
 from creatia_tui.errors import UserError, ValidationError, one_line
+
+log = logging.getLogger(__name__)
 
 CARD_FIELDS = (
     "organization_id", "task_id", "title", "status", "priority", "position", "assignee_id",
@@ -497,6 +500,19 @@ class BoardService:
         if self.dbs.mongo.sprints.find_one({"_id": oid, "organization_id": self._org}) is None:
             raise ValidationError("That sprint is not in this organization.")
 
+    def _sprints_changed(self, *sprint_ids: str | None) -> None:
+        """After a committed write: the metrics of the sprints the task was and is in follow it
+        (issue 5; one aggregate and one update each, data/sprints.py). The task's change stands
+        when this fails; the sprint's next change or a reader's recompute catches up."""
+        from creatia_tui.data.sprints import recompute_metrics  # sprints imports this module
+
+        for sprint_id in dict.fromkeys(s for s in sprint_ids if s):
+            try:
+                recompute_metrics(self.dbs.mongo, self._org, sprint_id)
+            except PyMongoError:
+                log.warning("recomputing the metrics of sprint %s failed", sprint_id,
+                            exc_info=True)
+
     # ------------------------------------------------------------ reads (tasks.read)
     def load_board(
         self,
@@ -582,6 +598,8 @@ class BoardService:
         with self._mongo(), self._writing():
             self._update(task, now, values)
             self._record(action, task.id, changes, now)
+        if to_status != task.status:
+            self._sprints_changed(task.sprint_id)
         moved = replace(
             task, status=to_status, position=target, completed_at=completed_at, updated_at=now
         )
@@ -675,6 +693,8 @@ class BoardService:
                 ) from None
             diff = {name: {"from": getattr(task, name), "to": new} for name, new in changed.items()}
             self._record("task.updated", task.id, diff, now)
+        if changed.keys() & {"status", "estimated_hours", "sprint_id"}:
+            self._sprints_changed(task.sprint_id, values.get("sprint_id", task.sprint_id))
         return replace(task, **values, updated_at=now)
 
     def create(self, draft: TaskDraft) -> Task:
@@ -721,6 +741,7 @@ class BoardService:
                             "the same keys. Try again."
                         ) from None
                     self._sync_counter()
+        self._sprints_changed(task.sprint_id)
         return task
 
     def _next_number(self) -> int:
@@ -770,6 +791,7 @@ class BoardService:
                 {"task_id": task.task_id, "title": task.title},
                 self._stamp(),
             )
+        self._sprints_changed(task.sprint_id)
 
     def log_time(self, task: Task, hours: float, description: str) -> Task:
         """tasks.update; 0 < hours <= 24; actual_hours += hours and remaining_hours =
@@ -821,6 +843,7 @@ class BoardService:
                 {"actual_hours": {"from": task.actual_hours, "to": actual}},
                 now,
             )
+        self._sprints_changed(task.sprint_id)
         return replace(
             task,
             actual_hours=actual,
