@@ -111,6 +111,7 @@ class Destination:
 NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("1", "home", "Home"),
     ("2", "board", "Board"),
+    ("3", "sprints", "Sprints"),
     ("4", "activity", "Activity"),
     ("5", "organizations", "Organizations"),
     ("6", "members", "Members"),
@@ -130,10 +131,12 @@ def destinations() -> list[Destination]:
     from creatia_tui.screens.organizations import OrganizationsScreen
     from creatia_tui.screens.overview import OverviewScreen
     from creatia_tui.screens.roles import RolesScreen
+    from creatia_tui.screens.sprints import SprintsScreen
 
     classes: dict[str, type[AppScreen]] = {
         "home": HomeScreen,
         "board": BoardScreen,
+        "sprints": SprintsScreen,
         "activity": ActivityScreen,
         "organizations": OrganizationsScreen,
         "members": MembersScreen,

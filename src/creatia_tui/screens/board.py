@@ -69,6 +69,7 @@ class BoardScreen(AppScreen):
         "assign": "tasks.assign",
         "new": "tasks.create",
         "delete": "tasks.delete",
+        "sprint": "tasks.update",
     }
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("left,h", "column(-1)", "Previous column", show=False),
@@ -92,6 +93,7 @@ class BoardScreen(AppScreen):
         Binding("z", "toggle_done", "Fold done", show=False),
         Binding("s", "save_filter", "Save filter", show=False),
         Binding("r", "reload", "Refresh", show=False),
+        Binding("b", "sprint", "Sprint", show=False),
     ]
 
     DEFAULT_CSS = """
@@ -781,3 +783,46 @@ class BoardScreen(AppScreen):
         # Without a filter every task of the organization belongs on the board; with one, a
         # task the board does not show yet appears on the next refresh instead of guessing here.
         return self.task_filter.is_empty
+
+    # ------------------------------------------------------------ sprint (issue 5)
+    def action_sprint(self) -> None:
+        """Move the selected task into a planned or active sprint, or to the backlog (the
+        sprint service checks tasks.update and recomputes both sprints' metrics)."""
+        from creatia_tui.data.sprints import SprintRecord, SprintService
+
+        task = self.selected_task()
+        if task is None:
+            return
+        sprints, board = SprintService(self.creatia.dbs, self.actor), self.service
+
+        def pick(listed: list[SprintRecord]) -> None:
+            open_sprints = sorted((s for s in listed if s.status != "completed"),
+                                  key=lambda s: (s.status != "active", s.start_date))
+            options = [(f"{s.name} ({s.status})", s.id) for s in open_sprints]
+            options.append(("backlog (no sprint)", "backlog"))
+
+            def chosen(value: str | None) -> None:
+                if value is None or value == (task.sprint_id or "backlog"):
+                    return
+                name = next((s.name for s in open_sprints if s.id == value), "the backlog")
+
+                def move() -> Task:
+                    if value == "backlog":
+                        sprints.remove_tasks(task.sprint_id or "", [task.id])
+                    else:
+                        sprints.add_tasks(value, [task.id])
+                    return board.get_task(task.id)
+
+                def moved(current: Task) -> None:
+                    self._place(current, select=True)
+                    self._paint_cursor()
+                    self.say(f"{task.task_id} is now in {name}.")
+
+                self._write(move, moved, task=task)
+
+            self.app.push_screen(
+                PickScreen(f"Sprint of {task.task_id}", options, task.sprint_id or "backlog"),
+                chosen,
+            )
+
+        self.run_job(sprints.list_sprints, pick, group="board-sprints")
