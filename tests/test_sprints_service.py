@@ -534,7 +534,7 @@ def test_retrospective_lists_are_cleaned_and_bounded(world, dbs, member) -> None
                    "action_items": ["코드 리뷰 체크리스트 도입"]}
     assert saved.retro("what_went_well") == ["좋은 팀워크", "빠른 배포"]
     log = activity(dbs, world.lab)[-1]
-    assert log["action"] == "sprint.retrospective_updated"
+    assert log["action"] == "sprint.retro_edited"
     assert log["changes"]["what_went_well"] == {"from": 0, "to": 2}
     before = snapshot(dbs, world.lab)
     for lists, message in (

@@ -60,6 +60,13 @@ ACTIVITY_ACTIONS: tuple[str, ...] = (
     "task.commented",
     "task.moved",
     "task.deleted",
+    # The sprint service's (data/sprints.py), resource_type "Sprint".
+    "sprint.created",
+    "sprint.updated",
+    "sprint.started",
+    "sprint.completed",
+    "sprint.deleted",
+    "sprint.retro_edited",
 )
 
 MAX_PAGE = 200

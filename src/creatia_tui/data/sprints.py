@@ -22,7 +22,7 @@ PostgreSQL.
   membership from them, data/burndown.py) and a new ``updated_at`` (so the board's held cards
   see the change). The sprint's own changes are ``sprint.created``, ``sprint.updated``,
   ``sprint.started``, ``sprint.completed``, ``sprint.deleted`` and
-  ``sprint.retrospective_updated`` (resource_type "Sprint").
+  ``sprint.retro_edited`` (resource_type "Sprint").
 
 Decisions where the seed and the issue are silent:
 
@@ -1113,7 +1113,7 @@ class SprintService:
                     "updated_at": now,
                 }})
                 self._record(
-                    "sprint.retrospective_updated", sprint.id,
+                    "sprint.retro_edited", sprint.id,
                     {name: {"from": len(sprint.retro(name)), "to": len(items)}
                      for name, items in changed.items()},
                     now,
