@@ -142,6 +142,12 @@ class SprintBurndownScreen(SprintViewScreen):
         super().__init__(sprint_id)
         self.chart: BurndownChart | None = None
 
+    DEFAULT_CSS = """
+    SprintBurndownScreen #burndown-note {
+        height: 3;  /* fixed: the chart is laid out once, not again when the note arrives */
+    }
+    """
+
     def compose_body(self) -> Iterable[Widget]:
         yield Static("Burndown", id="burndown-title", classes="view-title", markup=False)
         yield BurndownPlot(id="burndown-plot")

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import RenderableType
+from rich.text import Text
 from textual.reactive import reactive
 from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
@@ -89,6 +91,8 @@ class BurndownPlot(PlotextPlot):
         self.points: list[BurndownPoint] = []
         self.today: str | None = None
         self.start_hours = 0.0
+        self._version = 0  # bumped by show(): the cached figure is stale
+        self._drawn: tuple[Any, RenderableType] | None = None
 
     def show(
         self,
@@ -107,6 +111,7 @@ class BurndownPlot(PlotextPlot):
         self.points = list(points)
         self.today = today
         self.start_hours = capacity_hours
+        self._version += 1
         self.refresh()
 
     def remaining(self, point: BurndownPoint) -> float | None:
@@ -150,8 +155,14 @@ class BurndownPlot(PlotextPlot):
         plt.xticks(ticks, labels)
 
     def render(self) -> RenderableType:
-        self._draw()
-        return super().render()
+        if not self.days:
+            return Text("")  # nothing read yet: no empty axes drawn first
+        # A repaint with the same data and size (a footer or message update) reuses the figure.
+        key = (self.size, self.mode, self._version, self.app.theme)
+        if self._drawn is None or self._drawn[0] != key:
+            self._draw()
+            self._drawn = (key, super().render())
+        return self._drawn[1]
 
     def watch_mode(self) -> None:
         self.refresh()
