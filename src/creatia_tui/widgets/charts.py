@@ -64,7 +64,10 @@ def _ticks(days: Sequence[str], width: int) -> tuple[list[int], list[str]]:
     step = max(1, -(-n // room))
     picked = list(range(0, n, step))
     if picked[-1] != n - 1:
-        if n - 1 - picked[-1] < step / 2 and len(picked) > 1:
+        # The last day takes the place of the last tick rather than a place beside it: two
+        # labels closer than a step nearly touch, and plotext thins those differently from run
+        # to run.
+        if len(picked) > 1:
             picked[-1] = n - 1
         else:
             picked.append(n - 1)
@@ -124,9 +127,9 @@ class BurndownPlot(PlotextPlot):
         return float(value or 0)
 
     def _draw(self) -> None:
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
+        # A fresh figure each time: plotext keeps state between builds (a build at another size
+        # can drop a tick label from the next one), which made the same data draw differently.
+        self._plot = plt = Plot()
         n = len(self.days)
         if n == 0:
             return
@@ -190,9 +193,9 @@ class VelocityPlot(PlotextPlot):
         self.refresh()
 
     def _draw(self) -> None:
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
+        # A fresh figure each time: plotext keeps state between builds (a build at another size
+        # can drop a tick label from the next one), which made the same data draw differently.
+        self._plot = plt = Plot()
         n = len(self.completed)
         if n == 0:
             return
