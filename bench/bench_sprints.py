@@ -7,15 +7,17 @@ day with scope added), besides --completed completed sprints and one planned one
 app runs headless at each --sizes, signed in as a plain member, and times:
 
 - list: the Sprints screen's digit key (pressed on the Sprints screen: a fresh one, as the app
-  opens it) until its table is drawn with every sprint;
-- burndown: b on the active sprint until the burndown screen is drawn with its chart (the
-  plot rendered after the data arrived).
+  opens it) until its table is drawn with every sprint and, under it, the active sprint's
+  burndown chart (the plot rendered after the data arrived): the screen the issue's target is
+  about;
+- burndown: b on the active sprint until the burndown screen of its own (the bigger chart with
+  the task-count switch) is drawn with its chart, for comparison.
 
 The recording (pymongo command monitoring, a recording psycopg pool), the replay of the calls
 alone on fresh connections in the same run, the drawn-screen detection (the first screen update
 after the result, turned into terminal output as a terminal would cost it) and the key injection
 come from bench/bench_board.py. Own share = whole - bare, per repetition; the target (issue 5) is
-the list's and the burndown's own shares together under 150 ms.
+the list screen's own share (list + burndown drawn together) under 150 ms.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from creatia_tui.screens.sprints import SprintsScreen
 from creatia_tui.widgets.charts import BurndownPlot
 
 TARGET_MS = 150.0
-GROUPS = {"list": ("sprints",), "burndown": ("burndown",)}
+GROUPS = {"list": ("sprints",), "burndown": ("burndown",)}  # the screens' worker groups
 PASSWORD = "bench sprints 42"
 EMAIL = "sprint.member@example.com"
 UTC = dt.timezone.utc
@@ -216,12 +218,13 @@ def _install_probe() -> None:
     BurndownPlot.render = render  # type: ignore[method-assign]
 
 
-def _list_drawn(app: BenchApp, sprints: int) -> bool:
+def _list_drawn(app: BenchApp, sprints: int, renders: int) -> bool:
     screen = app.screen
     if not isinstance(screen, SprintsScreen) or not screen._loaded_once:
         return False
     table = screen.table
-    return table.row_count == sprints and table in screen._compositor.visible_widgets
+    return (table.row_count == sprints and table in screen._compositor.visible_widgets
+            and screen.chart is not None and RENDERS["burndown"] > renders)
 
 
 def _burndown_drawn(app: BenchApp, renders: int) -> bool:
@@ -264,7 +267,8 @@ async def measure_size(target: BenchTarget, loaded: Loaded, size: tuple[int, int
             key = app.destination("sprints").key
 
             async def open_list() -> tuple[float, list[Call], float]:
-                _arm(app, lambda: _list_drawn(app, loaded.sprints))
+                renders = RENDERS["burndown"]
+                _arm(app, lambda: _list_drawn(app, loaded.sprints, renders))
                 RECORDER.start()
                 started = time.perf_counter()
                 _key(app, key)
@@ -342,24 +346,22 @@ def run(args: argparse.Namespace, target: BenchTarget) -> int:
             print(f"measuring at {size[0]}x{size[1]} (load average "
                   f"{os.getloadavg()[0]:.2f})", flush=True)
             results = asyncio.run(measure_size(target, loaded, size, args, Path(home)))
-            both = [a.own + b.own for a, b in zip(results["list"], results["burndown"],
-                                                  strict=True)]
             for name, samples in results.items():
                 own = [s.own for s in samples]
+                verdict = ""
+                if name == "list":
+                    verdict = "met" if statistics.median(own) < TARGET_MS else "MISSED"
+                    missed |= verdict == "MISSED"
+                    verdict = f"< {TARGET_MS:.0f}: {verdict}"
                 report.append(
                     f"| {size[0]}x{size[1]} | {name} | "
                     f"{statistics.median(s.whole for s in samples):.1f} | "
                     f"{statistics.median(s.bare for s in samples):.1f} | "
-                    f"{statistics.median(own):.1f} | {_p95(own):.1f} | "
+                    f"{statistics.median(own):.1f} | {_p95(own):.1f} | {verdict} | "
                     f"{samples[0].mongo_trips} + {samples[0].pg_trips} |")
-            verdict = "met" if statistics.median(both) < TARGET_MS else "MISSED"
-            missed |= verdict == "MISSED"
-            report.append(f"| {size[0]}x{size[1]} | list + burndown | | | "
-                          f"{statistics.median(both):.1f} | {_p95(both):.1f} | "
-                          f"target < {TARGET_MS:.0f}: {verdict} |")
     print("\n| size | action | whole ms (median) | bare ms | own ms (median) | own p95 | "
-          "round trips mongo + pg |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+          "target | round trips mongo + pg |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | --- | --- |")
     print("\n".join(report))
     print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 1 if missed else 0

@@ -341,6 +341,14 @@ async def test_burndown_switches_to_tasks_and_redraws_on_resize(
     app = app_as(dbs, "minjun", world.lab)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_sprints(pilot)
+        # The list shows the highlighted sprint's burndown: the active one's on opening,
+        # another's once the cursor rests on it.
+        assert screen.chart is not None and screen.chart.sprint_id == S3
+        select(screen, S2)
+        await pilot.pause(0.4)
+        await settle(pilot)
+        assert screen.chart.sprint_id == S2
+        assert screen.query_one("#sprint-chart", BurndownPlot).days[0] == "2026-02-16"
         select(screen, S3)
         await keys(pilot, "b")
         view = app.screen

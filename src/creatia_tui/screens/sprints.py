@@ -3,7 +3,10 @@ complete; the burndown, velocity and retrospective open from here (screens/sprin
 
 The list groups the sprints by status, active first, then planned (soonest first), then
 completed (latest first); the status is a word in its own column, so it reads the same without
-colour. The highlighted sprint's goal, capacity and metrics are on the detail lines below.
+colour. The highlighted sprint's goal, capacity and metrics are on the detail lines below, and
+its burndown under them (the active sprint's when the screen opens: the list and that burndown
+are read by one job and drawn together; another highlighted sprint's is read when the cursor
+stops on it). b opens the burndown on a screen of its own, with the task-count switch.
 
 Every change goes through :class:`~creatia_tui.data.sprints.SprintService`, which checks the
 permission (sprints.create, sprints.update, tasks.update) and refuses what must not happen (two
@@ -25,12 +28,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from creatia_tui.data.models import Task
 from creatia_tui.data.sprints import (
+    BurndownChart,
     CompletionResult,
     SprintConflict,
     SprintDraft,
@@ -38,9 +43,11 @@ from creatia_tui.data.sprints import (
     SprintService,
 )
 from creatia_tui.errors import ValidationError
+from creatia_tui.screens import sprint_views
 from creatia_tui.screens.base import AppScreen
 from creatia_tui.screens.dialogs import DIALOG_CSS, ConfirmScreen, PickScreen
 from creatia_tui.screens.forms import FormScreen, Job, field
+from creatia_tui.widgets.charts import BURNDOWN_KEY, BurndownPlot
 from creatia_tui.widgets.tables import highlighted_key
 from creatia_tui.widgets.text import fit, plural
 
@@ -48,6 +55,7 @@ BACKLOG = "backlog"  # the PickScreen value standing for "no sprint"
 STATUS_ORDER = {"active": 0, "planned": 1, "completed": 2}
 FIXED_COLUMNS = 9 + 11 + 8 + 6 + 9  # status, dates, capacity, done, tasks
 GOAL_FROM = 130  # terminal width from which the goal gets a column of its own
+CHART_DELAY = 0.25  # seconds the cursor rests on a sprint before its burndown is read
 
 
 # ---------------------------------------------------------------- formatting
@@ -282,7 +290,18 @@ class SprintsScreen(AppScreen):
 
     DEFAULT_CSS = """
     SprintsScreen #sprint-table {
+        height: auto;
+        max-height: 40%;
+    }
+    SprintsScreen #sprint-chart {
         height: 1fr;
+        min-height: 6;
+    }
+    SprintsScreen #sprint-chart-note {
+        height: 1;
+        padding: 0 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     SprintsScreen .sprint-detail {
         height: 1;
@@ -297,11 +316,16 @@ class SprintsScreen(AppScreen):
         self.sprints: list[SprintRecord] = []
         self._select = select
         self._loaded_once = False
+        self.chart: BurndownChart | None = None
+        self._chart_timer: Timer | None = None
+        self._charted: BurndownChart | None = None  # the chart the plot shows
 
     def compose_body(self) -> Iterable[Widget]:
         yield DataTable(id="sprint-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="sprint-detail-1", classes="sprint-detail", markup=False)
         yield Static("", id="sprint-detail-2", classes="sprint-detail", markup=False)
+        yield BurndownPlot(id="sprint-chart")
+        yield Static("", id="sprint-chart-note", markup=False)
 
     def on_mount(self) -> None:
         self.table.focus()
@@ -317,18 +341,65 @@ class SprintsScreen(AppScreen):
 
     # ------------------------------------------------------------ loading
     def action_reload(self, select: str | None = None, note: str | None = None) -> None:
-        service = self.service
-        self.run_job(service.list_sprints, lambda sprints: self._loaded(sprints, select, note),
-                     group="sprints")
+        """Read the list and, in the same job, the burndown of the sprint that will be
+        highlighted (``select``, the one highlighted now, else the first: the active one)."""
+        service, at = self.service, sprint_views.now()
+        wanted = select or self.highlighted_id()
 
-    def _loaded(self, sprints: list[SprintRecord], select: str | None, note: str | None) -> None:
+        def load() -> tuple[list[SprintRecord], BurndownChart | None]:
+            sprints = sprint_order(service.list_sprints())
+            ids = [s.id for s in sprints]
+            shown = wanted if wanted in ids else (ids[0] if ids else None)
+            return sprints, service.burndown(shown, at) if shown else None
+
+        self.run_job(load, lambda loaded: self._loaded(*loaded, select, note), group="sprints")
+
+    def _loaded(self, sprints: list[SprintRecord], chart: BurndownChart | None,
+                select: str | None, note: str | None) -> None:
         self._loaded_once = True
-        self.sprints = sprint_order(sprints)
+        self.sprints = sprints
+        self.chart = chart
         self._fill_table(select)
+        self._show_chart()
         counts = [f"{sum(s.status == status for s in self.sprints)} {status}"
                   for status in STATUS_ORDER]
         self.say(note or (f"{plural(len(self.sprints), 'sprint')}: {', '.join(counts)}"
                           if self.sprints else "No sprints yet: n creates one."))
+
+    def _show_chart(self) -> None:
+        chart = self.chart
+        if chart is not None and chart is self._charted and chart.sprint_id == \
+                self.highlighted_id():
+            return  # drawn already
+        self._charted = chart
+        plot = self.query_one("#sprint-chart", BurndownPlot)
+        note = self.query_one("#sprint-chart-note", Static)
+        if chart is None or chart.sprint_id != self.highlighted_id():
+            self._charted = None
+            plot.show([], [], [], [], None)
+            note.update("")
+            return
+        plot.show(chart.days, chart.ideal_hours, chart.ideal_tasks,
+                  [*chart.points, *([chart.live] if chart.live else [])], chart.today,
+                  chart.capacity_hours)
+        words = sprint_views.burndown_note(chart, "hours").split("\n")[0]
+        note.update(f"{BURNDOWN_KEY} · {words}" if words else BURNDOWN_KEY)
+
+    def _load_chart(self) -> None:
+        """The highlighted sprint's burndown, once the cursor stopped on it (a newer request
+        cancels an older one: the group is exclusive)."""
+        sprint_id = self.highlighted_id()
+        if sprint_id is None or (self.chart is not None and self.chart.sprint_id == sprint_id):
+            self._show_chart()
+            return
+        self._show_chart()  # the old sprint's chart goes away at once
+        service, at = self.service, sprint_views.now()
+
+        def shown(chart: BurndownChart) -> None:
+            self.chart = chart
+            self._show_chart()
+
+        self.run_job(lambda: service.burndown(sprint_id, at), shown, group="sprint-chart")
 
     def _fill_table(self, select: str | None = None) -> None:
         table = self.table
@@ -372,6 +443,10 @@ class SprintsScreen(AppScreen):
 
     def on_data_table_row_highlighted(self) -> None:
         self._show_detail()
+        if self._loaded_once:
+            if self._chart_timer is not None:
+                self._chart_timer.stop()
+            self._chart_timer = self.set_timer(CHART_DELAY, self._load_chart)
 
     def on_data_table_row_selected(self) -> None:
         self.action_burndown()
