@@ -77,10 +77,11 @@ an empty one):
 - action_item_to_task: PG + the sprint (+ the target) + the board's create (its own PG check
   and writes) + the link update + the target's metrics.
 - ``recompute_metrics(db, organization_id, sprint_id)`` (module function, for the board): one
-  aggregate + one update_one, no PostgreSQL, no transaction needed. The board should call it
-  after each committed write of a task that is or was in a sprint (status, estimate, time
-  logged, created in a sprint, deleted, or moved between sprints: then for the sprint_id before
-  and after), e.g. ``recompute_metrics(self.dbs.mongo, self._org, task.sprint_id)``.
+  aggregate + one update_one, no PostgreSQL, no transaction needed. The board calls it after
+  each committed write that changes what the metrics count (status, estimate, time logged, a
+  task created in a sprint or deleted from one, a task moved between sprints: then for the
+  sprint before and after; ``BoardService._sprints_changed``), so the metrics follow every
+  task change as soon as it is written.
 """
 
 from __future__ import annotations
@@ -1161,8 +1162,7 @@ class SprintService:
                 {"$push": {"retrospective.action_item_tasks":
                            {"item": item, "task_id": task.id, "key": task.task_id}}},
             )
-            self._recompute(next_sprint_id)
-        return task
+        return task  # the board's create recomputed the target sprint's metrics
 
 
 def _stored_metrics(sprint: SprintRecord) -> SprintMetrics:
