@@ -1,8 +1,7 @@
 """Backups against the real servers, the real pg_dump/pg_restore and the real gpg.
 
-One small seeded pair of databases of its own (not the shared world fixture) is backed up once
-for the module; the tests read, verify and restore that archive. The passphrase comes from the
-secret store's 0600 file under a temporary CREATIA_HOME (no keyring backend), as on an ops host.
+The module's own small databases (tests/backup_world.py) are backed up once; the tests read,
+verify and restore that archive.
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ import subprocess
 import tarfile
 import threading
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import bson
@@ -24,13 +21,10 @@ import pymongo
 import pytest
 from bson import json_util
 
-from creatia_tui.config import Locations, Settings
-from creatia_tui.data.mongo_schema import migrate_mongo
 from creatia_tui.ops import backup as backup_module
 from creatia_tui.ops.backup import (
     BackupCancelled,
     BackupError,
-    BackupResult,
     Progress,
     apply_retention,
     last_good_backup_age,
@@ -44,51 +38,14 @@ from creatia_tui.ops.restore import (
     restore_backup,
     verify_backup,
 )
-from creatia_tui.ops.seed import SeedOptions, seed
-from creatia_tui.secret_store import SecretStore
+from tests.backup_world import (
+    PASSPHRASE,
+    SMALL_SEED,
+    Source,
+    _settings,
+    source_fixture,  # noqa: F401  (the module's `source` fixture)
+)
 from tests.conftest import ServerInfo, scratch_database
-
-PASSPHRASE = "백업 passphrase: correct horse"
-SMALL_SEED = SeedOptions(orgs=2, users=6, tasks=40, activity=60, sprints_per_org=1, seed=8)
-
-
-@dataclass
-class Source:
-    settings: Settings
-    home: Path
-    folder: Path  # the default backup folder
-    result: BackupResult  # the module's one backup
-    progress: list[Progress]
-    raw: pymongo.MongoClient
-
-
-def _settings(dsn: str, uri: str, mongo_db: str, home: Path) -> Settings:
-    return Settings(pg_dsn=dsn, mongo_uri=uri, mongo_db=mongo_db,
-                    locations=Locations.from_env({"CREATIA_HOME": str(home)}))
-
-
-@pytest.fixture(scope="module")
-def source(
-    servers: ServerInfo, pg_template: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Source]:
-    home = tmp_path_factory.mktemp("backup-home")
-    mongo_db = f"creatia_test_bk_{uuid.uuid4().hex[:10]}"
-    raw: pymongo.MongoClient = pymongo.MongoClient(servers.mongo_uri, tz_aware=True)
-    with pytest.MonkeyPatch.context() as mp, scratch_database(servers, pg_template) as dsn:
-        mp.setenv("CREATIA_HOME", str(home))
-        mp.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
-        migrate_mongo(raw[mongo_db])
-        with psycopg.connect(dsn) as conn:
-            seed(conn, raw[mongo_db], SMALL_SEED)
-        settings = _settings(dsn, servers.mongo_uri, mongo_db, home)
-        SecretStore(settings.locations.secrets_file).set("backup-passphrase", PASSPHRASE)
-        seen: list[Progress] = []
-        result = take_backup(settings, progress=seen.append)
-        try:
-            yield Source(settings, home, home / "data" / "backups", result, seen, raw)
-        finally:
-            raw.drop_database(mongo_db)
-            raw.close()
 
 
 def _decrypt(

@@ -218,6 +218,9 @@ def find_pg_tool(name: str, server_major: int) -> PgTool:
     """The pg_dump/pg_restore to use with a server of `server_major`: its own major version when
     there is one, else the newest newer one. An older one only gets a clear refusal."""
     tools = [t for t in (_tool_version(p) for p in pg_tool_candidates(name)) if t]
+    override = os.environ.get("CREATIA_PG_BIN")
+    if not tools and override:
+        raise BackupError(f"{name} was not found in {override} (named by CREATIA_PG_BIN).")
     if not tools:
         raise BackupError(
             f"{name} was not found (looked in the embedded PostgreSQL, PATH and "
