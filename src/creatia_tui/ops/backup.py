@@ -64,6 +64,7 @@ import pymongo
 from bson import json_util
 from bson.binary import Binary, UuidRepresentation
 from psycopg import conninfo as pg_conninfo
+from psycopg.rows import tuple_row
 from pymongo.errors import PyMongoError
 
 from creatia_tui import __version__
@@ -1062,3 +1063,40 @@ def format_age(age: dt.timedelta) -> str:
     if seconds < 48 * 3600:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds // 86400} d"
+
+
+# ---------------------------------------------------------------- who may
+def require_backup_access(conn: psycopg.Connection, user_id: str, permission: str) -> None:
+    """A backup holds every organization's data, and a restore replaces it: only an active
+    platform admin (read from the database now, not from the signed-in session) may list,
+    verify, take or restore backups, whatever role they hold in an organization. Platform admins
+    hold every permission, backups.read/create/restore included."""
+    from creatia_tui.errors import PermissionDenied
+
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(
+            "SELECT role = 'admin' AND active FROM users WHERE id = %s", (user_id,)
+        ).fetchone()
+    if not row or not row[0]:
+        raise PermissionDenied(
+            f"Backups hold every organization's data; only a platform admin may use them "
+            f"(permission {permission})."
+        )
+
+
+def audit_backup(
+    conn: psycopg.Connection,
+    *,
+    organization_id: str | None,
+    user_id: str,
+    action: str,
+    details: dict[str, Any],
+) -> None:
+    """The audit row of a backup taken or restored from the TUI, in the organization the admin
+    acts in (the log is per organization; without one there is nowhere to write it)."""
+    if organization_id is None:
+        return
+    from creatia_tui.data.audit import write_audit
+
+    write_audit(conn, organization_id=organization_id, user_id=user_id, action=action,
+                resource_type="backup", resource_id=None, before=None, after=details)

@@ -313,18 +313,14 @@ def _pg_dump_major(manifest: dict[str, Any]) -> int:
     return int(digits) if digits.isdigit() else 0
 
 
-def _run_pg_restore(
-    dsn: str, password: str | None, dump: Path, server_major: int, manifest: dict[str, Any],
-    extra: list[str], cancel: threading.Event | None, cancelled: str,
+def _run_child(
+    command: list[str], env: dict[str, str], what: str, cancel: threading.Event | None,
+    cancelled: str,
 ) -> None:
-    tool = find_pg_tool("pg_restore", max(server_major, _pg_dump_major(manifest)))
-    info, secret = _without_password(dsn, password)
-    with pg_child_env(secret) as env, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen(
-            [str(tool.path), "--no-owner", "--no-privileges", "--exit-on-error",
-             "--no-password", *extra, f"--dbname={info}", str(dump)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env,
-        )
+    """Run a PostgreSQL client tool, killed on cancel; its first error line when it fails."""
+    with tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=err, env=env)
         try:
             while True:
                 if cancel is not None and cancel.is_set():
@@ -346,7 +342,77 @@ def _run_pg_restore(
                      if line.strip()]
             reason = next((line for line in lines if "error" in line.lower()),
                           lines[-1] if lines else f"exit {code}")
-            raise BackupError(f"pg_restore failed: {one_line(redact(reason))}")
+            if "No space left" in reason:
+                raise BackupError(f"{what} failed: the disk is full (No space left on device).")
+            raise BackupError(f"{what} failed: {one_line(redact(reason))}")
+
+
+def _run_pg_restore(
+    dsn: str, password: str | None, dump: Path, server_major: int, manifest: dict[str, Any],
+    cancel: threading.Event | None, cancelled: str,
+) -> None:
+    """pg_restore into an empty database (the verify's scratch one)."""
+    tool = find_pg_tool("pg_restore", max(server_major, _pg_dump_major(manifest)))
+    info, secret = _without_password(dsn, password)
+    with pg_child_env(secret) as env:
+        _run_child(
+            [str(tool.path), "--no-owner", "--no-privileges", "--exit-on-error",
+             "--no-password", f"--dbname={info}", str(dump)],
+            env, "pg_restore", cancel, cancelled,
+        )
+
+
+# Run first, in the same transaction as the restored script: every user schema goes, and public
+# comes back empty with the rights a new database gives it. (pg_restore --clean cannot replace a
+# database holding partitioned tables: it drops a partition's inherited constraint and fails.)
+REPLACE_PREAMBLE = """\
+DO $$
+DECLARE s text;
+BEGIN
+  FOR s IN SELECT nspname FROM pg_namespace
+           WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP
+    EXECUTE format('DROP SCHEMA %I CASCADE', s);
+  END LOOP;
+END $$;
+CREATE SCHEMA public;
+DO $$
+BEGIN
+  IF current_setting('server_version_num')::int >= 150000 THEN
+    ALTER SCHEMA public OWNER TO pg_database_owner;
+    GRANT USAGE ON SCHEMA public TO PUBLIC;
+  ELSE
+    GRANT ALL ON SCHEMA public TO PUBLIC;
+  END IF;
+END $$;
+"""
+
+
+def _replace_pg_database(
+    dsn: str, password: str | None, dump: Path, server_major: int, manifest: dict[str, Any],
+    workdir: Path, cancel: threading.Event | None, cancelled: str,
+) -> None:
+    """Replace the target database's contents with the dump in ONE transaction: pg_restore
+    writes the dump as SQL, psql runs the preamble and that SQL with --single-transaction, so
+    a failure anywhere leaves the database as it was."""
+    needed = max(server_major, _pg_dump_major(manifest))
+    pg_restore = find_pg_tool("pg_restore", needed)
+    psql = find_pg_tool("psql", needed)
+    script = workdir / "restore.sql"
+    preamble = workdir / "preamble.sql"
+    preamble.write_text(REPLACE_PREAMBLE, encoding="utf-8")
+    info, secret = _without_password(dsn, password)
+    with pg_child_env(secret) as env:
+        _run_child(
+            [str(pg_restore.path), "--no-owner", "--no-privileges", f"--file={script}",
+             str(dump)],
+            env, "pg_restore", cancel, cancelled,
+        )
+        _run_child(
+            [str(psql.path), "--no-psqlrc", "--quiet", "--no-password", "--single-transaction",
+             "--set=ON_ERROR_STOP=1", f"--file={preamble}", f"--file={script}",
+             f"--dbname={info}"],
+            env, "psql (the restore, rolled back)", cancel, cancelled,
+        )
 
 
 def _counts_in(dsn: str, password: str | None) -> dict[str, int]:
@@ -499,7 +565,7 @@ def verify_backup(
                                   f"({one_line(str(exc))}); the role needs CREATEDB.") from None
             try:
                 scratch = _with_dbname(dsn, report.postgres_database)
-                _run_pg_restore(scratch, pg_password, dump, major, manifest, [], cancel,
+                _run_pg_restore(scratch, pg_password, dump, major, manifest, cancel,
                                 VERIFY_CANCELLED)
                 found_tables = _counts_in(scratch, pg_password)
             finally:
@@ -580,9 +646,8 @@ def restore_backup(
         dump = folder / next(n for n in manifest["parts"] if n.startswith("postgres/"))
         with _connect(dsn, pg_password) as conn:
             major, _ = pg_server_major(conn)
-        _run_pg_restore(dsn, pg_password, dump, major, manifest,
-                        ["--clean", "--if-exists", "--single-transaction"], cancel,
-                        RESTORE_CANCELLED)
+        _replace_pg_database(dsn, pg_password, dump, major, manifest, folder, cancel,
+                             RESTORE_CANCELLED)
         report.checks += _table_checks(manifest["postgres"]["tables"], _counts_in(dsn, pg_password))
         client = make_mongo_client(uri, mongo_password, appname="creatia-tui-restore")
         try:
