@@ -257,3 +257,18 @@ def test_cancel_leaves_nothing_behind(source: Source, tmp_path: Path) -> None:
     with pytest.raises(BackupCancelled, match="cancelled"):
         take_backup(source.settings, folder=tmp_path, progress=progress, cancel=cancel)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_schedule_backs_up_when_the_last_backup_is_older_than_the_interval(
+    source: Source, tmp_path: Path
+) -> None:
+    stale = tmp_path / "creatia-backup-20200101T000000Z.tar.gz.gpg"
+    stale.write_bytes(b"from long ago")
+    age = last_good_backup_age(source.settings, folder=tmp_path)
+    assert age is not None and age > backup_module.HEALTH_WARN_AFTER
+    outcome = run_scheduled_backup(source.settings, folder=tmp_path)
+    assert outcome.ran and outcome.result is not None
+    # The new backup succeeded, so the 2020 one went (older than 30 days, not the newest).
+    assert [b.path for b in list_backups(tmp_path)] == [outcome.result.path]
+    age = last_good_backup_age(source.settings, folder=tmp_path)
+    assert age is not None and age < dt.timedelta(minutes=10)

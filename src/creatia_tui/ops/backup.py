@@ -380,17 +380,19 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def last_good_backup(settings: Settings) -> BackupFile | None:
-    backups = list_backups(BackupSettings.from_settings(settings).folder)
+def last_good_backup(
+    settings: Settings, folder: Path | str | None = None
+) -> BackupFile | None:
+    backups = list_backups(BackupSettings.from_settings(settings, folder).folder)
     return backups[0] if backups else None
 
 
 def last_good_backup_age(
-    settings: Settings, now: dt.datetime | None = None
+    settings: Settings, now: dt.datetime | None = None, folder: Path | str | None = None
 ) -> dt.timedelta | None:
     """The age of the newest complete backup in the configured folder; None when there is none.
     (The health command warns past HEALTH_WARN_AFTER, 26 hours.)"""
-    newest = last_good_backup(settings)
+    newest = last_good_backup(settings, folder)
     return newest.age(now) if newest else None
 
 
@@ -515,9 +517,9 @@ def _without_password(dsn: str, password: str | None) -> tuple[str, str | None]:
 def pg_child_env(password: str | None) -> Iterator[dict[str, str]]:
     """The environment for pg_dump/pg_restore: PGPASSFILE names a 0600 file holding the
     password (the variable holds a path; the secret is in no argv or environment)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    # The rest of the environment stays: libpq in this process read the same PG* variables.
+    env = dict(os.environ)
     if not password:
-        env["PGPASSFILE"] = os.devnull
         yield env
         return
     fd, name = tempfile.mkstemp(prefix="creatia-pgpass-")
@@ -1028,10 +1030,13 @@ def run_scheduled_backup(
     now: dt.datetime | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    folder: Path | str | None = None,
 ) -> ScheduledOutcome:
     """The worker's job: take a backup when the newest good one is older than the interval
-    (``[backup] interval_hours``, daily by default); otherwise skip, saying why."""
-    config = BackupSettings.from_settings(settings)
+    (``[backup] interval_hours``, daily by default); otherwise skip, saying why. Call it as
+    often as you like (every few minutes): it decides from the files, so a restart of the
+    worker or a missed day never doubles or skips a backup."""
+    config = BackupSettings.from_settings(settings, folder)
     every = interval or dt.timedelta(hours=config.interval_hours)
     newest = list_backups(config.folder)
     if newest and newest[0].age(now) < every:
@@ -1039,7 +1044,7 @@ def run_scheduled_backup(
             False, f"skipped: the last good backup {newest[0].name} is "
                    f"{format_age(newest[0].age(now))} old (interval {format_age(every)})."
         )
-    result = take_backup(settings, progress=progress, cancel=cancel)
+    result = take_backup(settings, folder=config.folder, progress=progress, cancel=cancel)
     return ScheduledOutcome(True, f"wrote {result.path.name} ({format_size(result.size)}).",
                             result)
 
