@@ -75,6 +75,12 @@ async def test_a_platform_admin_backs_up_verifies_and_restores(
         screen = await open_backups(pilot)
         assert message_of(app) == "0 backups, newest first"
 
+        # x right after b: the job stops at its next check and leaves nothing behind.
+        await pilot.press("b", "x")
+        await settle(pilot)
+        assert "cancelled; nothing partial was kept" in message_of(app)
+        assert list(folder.iterdir()) == []
+
         await pilot.press("b")
         await settle(pilot)
         [made] = list_backups(folder)

@@ -95,6 +95,11 @@ CHUNK = 1 << 20
 GZIP_LEVEL = 1
 MONGO_BATCH_SIZE = 2000
 STALE_PARTIAL_AGE = dt.timedelta(hours=12)
+# pymongo's monitor waits connectTimeoutMS for the server's heartbeat reply and, when it times
+# out, clears the pool and cancels the operations in flight ("operation cancelled"). A server
+# busy streaming a million documents (SecantusDB measured here) answers a heartbeat late: the
+# app's 5 s would cancel a backup that is going fine.
+LONG_JOB_MONGO_OPTIONS: dict[str, Any] = {"connectTimeoutMS": 60_000}
 
 
 class BackupError(UserError):
@@ -475,6 +480,7 @@ class HashingWriter:
     """A file being written, with its SHA-256 and size as it goes."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self.fh = path.open("wb")
         self.hash = hashlib.sha256()
         self.size = 0
@@ -645,6 +651,7 @@ class _Backup:
         self.partial: Path | None = None
         self.children: list[subprocess.Popen[bytes]] = []
         self.stack = contextlib.ExitStack()
+        self.hashed: dict[Path, tuple[int, str]] = {}  # parts hashed while they were written
 
     # ------------------------------------------------------------ run
     def run(self) -> BackupResult:
@@ -791,7 +798,8 @@ class _Backup:
         uri = self.settings.mongo_uri
         password = _secret_store_password(self.settings, "mongo-password")
         db_name = self.settings.mongo_db
-        client = make_mongo_client(uri, password, appname="creatia-tui-backup")
+        client = make_mongo_client(uri, password, appname="creatia-tui-backup",
+                                   **LONG_JOB_MONGO_OPTIONS)
         try:
             db = client[db_name]
             version = str(client.server_info().get("version", "unknown"))
@@ -814,7 +822,8 @@ class _Backup:
             for suffix in (".metadata.json", ".bson"):
                 path = folder / f"{name}{suffix}"
                 if path.exists():
-                    parts.append(Part(f"mongo/{db_name}/{name}{suffix}", path))
+                    size, digest = self.hashed.get(path, (0, ""))
+                    parts.append(Part(f"mongo/{db_name}/{name}{suffix}", path, size, digest))
         return {
             "server_version": version,
             "database": db_name,
@@ -849,6 +858,8 @@ class _Backup:
                                                    collections_total=total, detail=name))
                 finally:
                     writer.close()
+                # Hashed while written: packing need not read the file once more to hash it.
+                self.hashed[writer.path] = (writer.size, writer.hash.hexdigest())
             collections[name] = {"count": tally.count, "digest": tally.digest,
                                  "indexes": len(metadata["indexes"])}
             self.progress(Progress("mongo", bytes_done=written, collections_done=done + 1,

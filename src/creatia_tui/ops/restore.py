@@ -49,6 +49,7 @@ from creatia_tui.data.db import make_mongo_client, mongo_unavailable, pg_unavail
 from creatia_tui.errors import one_line, redact
 from creatia_tui.ops.backup import (
     CHUNK,
+    LONG_JOB_MONGO_OPTIONS,
     BackupError,
     DocumentTally,
     Progress,
@@ -576,7 +577,8 @@ def verify_backup(
         report.checks += _table_checks(manifest["postgres"]["tables"], found_tables)
 
         # MongoDB: a fresh, uniquely named scratch database, dropped afterwards.
-        client = make_mongo_client(uri, mongo_password, appname="creatia-tui-restore")
+        client = make_mongo_client(uri, mongo_password, appname="creatia-tui-restore",
+                                   **LONG_JOB_MONGO_OPTIONS)
         try:
             scratch_db = client[report.mongo_database]
             try:
@@ -649,7 +651,8 @@ def restore_backup(
         _replace_pg_database(dsn, pg_password, dump, major, manifest, folder, cancel,
                              RESTORE_CANCELLED)
         report.checks += _table_checks(manifest["postgres"]["tables"], _counts_in(dsn, pg_password))
-        client = make_mongo_client(uri, mongo_password, appname="creatia-tui-restore")
+        client = make_mongo_client(uri, mongo_password, appname="creatia-tui-restore",
+                                   **LONG_JOB_MONGO_OPTIONS)
         try:
             found = _restore_mongo(client[mongo_name],
                                    folder / "mongo" / manifest["mongo"]["database"], manifest,
