@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import subprocess
 import tarfile
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import bson
 import psycopg
@@ -38,6 +40,7 @@ from creatia_tui.ops.restore import (
     restore_backup,
     verify_backup,
 )
+from creatia_tui.secret_store import SecretStore
 from tests.backup_world import (
     PASSPHRASE,
     SMALL_SEED,
@@ -272,3 +275,32 @@ def test_schedule_backs_up_when_the_last_backup_is_older_than_the_interval(
     assert [b.path for b in list_backups(tmp_path)] == [outcome.result.path]
     age = last_good_backup_age(source.settings, folder=tmp_path)
     assert age is not None and age < dt.timedelta(minutes=10)
+
+
+def test_no_secret_reaches_a_child_process_argv_or_environment(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every child (pg_dump, gpg) is recorded as started: the passphrase and the database
+    password are in none of their argv or environments."""
+    store = SecretStore(source.settings.locations.secrets_file)
+    store.set("pg-password", "pg-secret-한글-42")  # the test server trusts; libpq still sends it
+    started: list[tuple[list[str], dict[str, str]]] = []
+    real_popen = subprocess.Popen
+
+    class Recording(real_popen):  # type: ignore[misc, valid-type]
+        def __init__(self, args: Any, *rest: Any, **kwargs: Any) -> None:
+            started.append(([str(a) for a in args], dict(kwargs.get("env") or os.environ)))
+            super().__init__(args, *rest, **kwargs)
+
+    monkeypatch.setattr(backup_module.subprocess, "Popen", Recording)
+    try:
+        take_backup(source.settings, folder=tmp_path)
+    finally:
+        store.delete("pg-password")
+    tools = {Path(argv[0]).name for argv, _ in started}
+    assert {"pg_dump", "gpg"} <= tools
+    for argv, env in started:
+        text = " ".join(argv) + " " + " ".join(env.values())
+        assert PASSPHRASE not in text and "pg-secret-한글-42" not in text
+    [pg_env] = [e for a, e in started if "--format=custom" in a]
+    assert not Path(pg_env["PGPASSFILE"]).exists()  # removed once pg_dump ended
