@@ -135,10 +135,14 @@ def tiny_tmpfs(folder: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-def test_a_full_disk(source: Source, tmp_path: Path) -> None:
-    """A real 1 MiB tmpfs as the backup folder, and 3 MiB of incompressible documents."""
+@pytest.mark.parametrize(("blob_kib", "count"), [(1024, 3), (640, 1)],
+                         ids=["while-dumping", "while-encrypting"])
+def test_a_full_disk(source: Source, tmp_path: Path, blob_kib: int, count: int) -> None:
+    """A real 1 MiB tmpfs as the backup folder and incompressible documents: 3 MiB fill it
+    while the parts are written, 640 KiB fit as parts and fill it under gpg's output."""
     blobs = f"creatia_test_blob_{uuid.uuid4().hex[:8]}"
-    source.raw[blobs].blobs.insert_many([{"data": os.urandom(1 << 20)} for _ in range(3)])
+    source.raw[blobs].blobs.insert_many(
+        [{"data": os.urandom(blob_kib << 10)} for _ in range(count)])
     try:
         with tiny_tmpfs(tmp_path / "full") as full:
             err = one_line_error(*cli(source, "backup", "--dest", str(full), mongo_db=blobs))

@@ -277,15 +277,16 @@ def passphrase_pipe(passphrase: str) -> Iterator[int]:
 
 
 def gpg_failure(
-    stderr_text: str, archive: Path | None = None, decrypting: bool = False
+    stderr_text: str, archive: Path | None = None, decrypting: bool = False,
+    folder: Path | None = None,
 ) -> BackupError:
     """gpg's stderr as one sentence about what went wrong."""
     text = stderr_text.strip()
     lower = text.lower()
     what = f"the backup {archive.name}" if archive else "the backup"
     if "no space left" in lower:
-        return BackupError(f"The disk is full while writing {what} (No space left on device); "
-                           "nothing was kept.")
+        return BackupError(f"The disk holding {folder or 'the backup'} is full (No space left on "
+                           "device); nothing was kept.")
     if "bad session key" in lower or "bad passphrase" in lower:
         return BackupError(f"The backup passphrase does not open {what} (gpg: bad session key): "
                            "wrong passphrase.")
@@ -573,7 +574,7 @@ def pg_server_major(conn: psycopg.Connection) -> tuple[int, str]:
 @dataclass
 class PgDumpRun:
     process: subprocess.Popen[bytes]
-    stderr_path: Path
+    stderr: IO[bytes]
     conn: psycopg.Connection  # holds the exported snapshot until pg_dump has taken it
     part: Part
     tool: PgTool
@@ -750,17 +751,18 @@ class _Backup:
             target.mkdir()
             part = Part(f"postgres/{database}.dump", target / f"{database}.dump")
             info, secret = _without_password(dsn, password)
-            stderr_path = self.workdir / "pg_dump.stderr"
+            # In the system's temp dir, not the backup folder: when that is full, the reason
+            # must still be written somewhere.
+            stderr = self.stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
             # The password file lives until the run is cleaned up, after pg_dump ended.
             env = self.stack.enter_context(pg_child_env(secret))
-            with stderr_path.open("wb") as err:
-                process = subprocess.Popen(
-                    [str(tool.path), "--format=custom", f"--snapshot={snapshot}",
-                     "--no-password", f"--file={part.path}", f"--dbname={info}"],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env,
-                )
+            process = subprocess.Popen(
+                [str(tool.path), "--format=custom", f"--snapshot={snapshot}",
+                 "--no-password", f"--file={part.path}", f"--dbname={info}"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=env,
+            )
             self.children.append(process)
-            return PgDumpRun(process, stderr_path, conn, part, tool, version, database, counts)
+            return PgDumpRun(process, stderr, conn, part, tool, version, database, counts)
         except psycopg.Error as exc:
             conn.close()
             raise pg_unavailable(exc, dsn, password) from None
@@ -778,7 +780,8 @@ class _Backup:
                 size = run.part.path.stat().st_size if run.part.path.exists() else 0
                 self.progress(Progress("postgres", bytes_done=size, detail="pg_dump running"))
         if code != 0:
-            text = run.stderr_path.read_text(errors="replace").strip()
+            run.stderr.seek(0)
+            text = run.stderr.read().decode(errors="replace").strip()
             if "No space left" in text:
                 raise BackupError(f"The disk holding {self.folder} is full (No space left on "
                                   "device); nothing was kept.")
@@ -924,8 +927,9 @@ class _Backup:
         assert self.workdir is not None
         total = sum(p.size for p in parts)
         manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8")
-        stderr_path = self.workdir / "gpg.stderr"
-        with passphrase_pipe(self.passphrase) as fd, stderr_path.open("wb") as err:
+        # In the temp dir, as in _start_pg_dump; closed with the run.
+        err = self.stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
+        with passphrase_pipe(self.passphrase) as fd:
             process = subprocess.Popen(
                 gpg_command(gpg, fd, "--symmetric", "--cipher-algo", "AES256",
                             "--compress-algo", "none", "--output", str(output)),
@@ -962,7 +966,8 @@ class _Backup:
                 process.stdin.close()
         code = process.wait()
         if code != 0:
-            raise gpg_failure(stderr_path.read_text(errors="replace"))
+            err.seek(0)
+            raise gpg_failure(err.read().decode(errors="replace"), folder=self.folder)
         with output.open("rb") as fh:
             os.fsync(fh.fileno())
 
