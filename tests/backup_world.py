@@ -54,6 +54,12 @@ def source_fixture(
         migrate_mongo(raw[mongo_db])
         with psycopg.connect(dsn) as conn:
             seed(conn, raw[mongo_db], SMALL_SEED)
+        # Tasks of an organization PostgreSQL does not know, and of none: a backup reads the
+        # tasks organization by organization, and must not lose these.
+        raw[mongo_db].tasks.insert_many(
+            [{"organization_id": "no-such-organization", "task_id": "ORPHAN-1", "title": "고아"},
+             {"task_id": "NO-ORG-1", "title": "no organization"}],
+            bypass_document_validation=True)
         settings = _settings(dsn, servers.mongo_uri, mongo_db, home)
         SecretStore(settings.locations.secrets_file).set("backup-passphrase", PASSPHRASE)
         seen: list[Progress] = []

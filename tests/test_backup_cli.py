@@ -66,7 +66,7 @@ def test_backup_list_verify_and_restore_confirmation(source: Source, dest: Path)
 
     code, out, err = cli(source, "backups", "list", "--dest", str(dest))
     assert (code, err) == (0, "")
-    assert made.name in out and "PostgreSQL 18" in out and "40 tasks" in out
+    assert made.name in out and "PostgreSQL 18" in out and "42 tasks" in out
 
     code, out, err = cli(source, "restore", str(made.path), "--verify")
     assert (code, err) == (0, ""), err

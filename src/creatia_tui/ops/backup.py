@@ -616,6 +616,55 @@ def dump_collections_list(db: Any) -> list[dict[str, Any]]:
     return infos
 
 
+def organization_ids(conn: psycopg.Connection) -> list[str]:
+    """Every organization's id (active or not), to read the MongoDB collections by it."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        if cur.execute("SELECT to_regclass('public.organizations')").fetchone() == (None,):
+            return []
+        return [str(r[0]) for r in cur.execute("SELECT id::text FROM organizations ORDER BY 1")]
+
+
+def raw_batches(
+    collection: Any, indexes: list[dict[str, Any]], organizations: list[str]
+) -> Iterator[bytes]:
+    """Every document of the collection, as the server's raw batches.
+
+    A collection with an index led by organization_id (the shard key) is read one
+    organization at a time, then the documents without one, then, only when the count shows
+    that some are still missing, those of organizations PostgreSQL does not know. One find over
+    a million tasks made SecantusDB hold the whole result (10-22 GB, killed by the OOM killer
+    here); a query per organization holds one organization's, and on a sharded cluster each is
+    routed to its own shards. Other collections are read with one find."""
+    by_organization = organizations and any(
+        next(iter(index.get("key", {})), None) == "organization_id" for index in indexes
+    )
+    if not by_organization:
+        yield from _batches(collection, {})
+        return
+    expected = collection.estimated_document_count()
+    seen = 0
+    for query in [*({"organization_id": o} for o in organizations), {"organization_id": None}]:
+        for batch in _batches(collection, query):
+            seen += _count_documents(batch)
+            yield batch
+    if seen < expected:  # ids PostgreSQL does not have (or documents written meanwhile)
+        yield from _batches(collection, {"organization_id": {"$nin": [*organizations, None]}})
+
+
+def _batches(collection: Any, query: dict[str, Any]) -> Iterator[bytes]:
+    cursor = collection.find_raw_batches(query, batch_size=MONGO_BATCH_SIZE)
+    with contextlib.closing(cursor):
+        yield from cursor
+
+
+def _count_documents(batch: bytes) -> int:
+    offset = count = 0
+    while offset < len(batch):
+        offset += struct.unpack_from("<i", batch, offset)[0]
+        count += 1
+    return count
+
+
 def write_metadata(path: Path, metadata: dict[str, Any]) -> None:
     text = json_util.dumps(metadata, json_options=json_util.CANONICAL_JSON_OPTIONS)
     path.write_text(text, encoding="utf-8")
@@ -653,6 +702,7 @@ class _Backup:
         self.children: list[subprocess.Popen[bytes]] = []
         self.stack = contextlib.ExitStack()
         self.hashed: dict[Path, tuple[int, str]] = {}  # parts hashed while they were written
+        self.organization_ids: list[str] = []  # read in pg_dump's snapshot
 
     # ------------------------------------------------------------ run
     def run(self) -> BackupResult:
@@ -747,6 +797,7 @@ class _Backup:
             assert row is not None
             snapshot, database = str(row[0]), str(row[1])
             counts = pg_table_counts(conn)
+            self.organization_ids = organization_ids(conn)
             target = self.workdir / "postgres"
             target.mkdir()
             part = Part(f"postgres/{database}.dump", target / f"{database}.dump")
@@ -849,16 +900,15 @@ class _Backup:
             if metadata["type"] == "collection":
                 writer = HashingWriter(folder / f"{name}.bson")
                 try:
-                    cursor = db[name].find_raw_batches({}, batch_size=MONGO_BATCH_SIZE)
-                    with contextlib.closing(cursor):
-                        for batch in cursor:
-                            check_cancel(self.cancel)
-                            writer.write(batch)
-                            tally.add_batch(batch)
-                            written += len(batch)
-                            self.progress(Progress("mongo", bytes_done=written,
-                                                   collections_done=done,
-                                                   collections_total=total, detail=name))
+                    for batch in raw_batches(db[name], metadata["indexes"],
+                                             self.organization_ids):
+                        check_cancel(self.cancel)
+                        writer.write(batch)
+                        tally.add_batch(batch)
+                        written += len(batch)
+                        self.progress(Progress("mongo", bytes_done=written,
+                                               collections_done=done,
+                                               collections_total=total, detail=name))
                 finally:
                     writer.close()
                 # Hashed while written: packing need not read the file once more to hash it.
