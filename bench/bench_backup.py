@@ -23,18 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pymongo
 
 from bench.run import BenchTarget, _with_dbname
 from creatia_tui.config import Locations, Settings
 from creatia_tui.ops.backup import (
-    MONGO_BATCH_SIZE,
     Progress,
     _without_password,
     dump_collections_list,
     find_pg_tool,
     format_size,
+    organization_ids,
     pg_child_env,
     pg_server_major,
+    raw_batches,
     take_backup,
 )
 from creatia_tui.secret_store import SecretStore
@@ -85,17 +87,22 @@ def bare_pg_dump(settings: Settings, into: Path) -> tuple[float, int]:
 
 
 def bare_raw_dump(target: BenchTarget, into: Path) -> tuple[float, int, int]:
-    """Every collection's raw batches (the same find and batch size the backup uses) written
-    to a file each: no hashing, no counting, no compression."""
-    client = target.mongo_client()
+    """Every collection's raw batches written to a file each: no hashing, no counting, no
+    compression. The same queries the backup sends (a collection led by organization_id read
+    organization by organization: one find over 1M tasks had SecantusDB killed by the OOM
+    killer at 22 GB), so the difference is the backup's own work."""
+    client = pymongo.MongoClient(target.mongo_uri, tz_aware=True, connectTimeoutMS=60_000)
     size = documents = 0
     started = time.perf_counter()
     try:
+        with target.pg_connect() as conn:
+            organizations = organization_ids(conn)
         db = client[target.mongo_db]
         for info in dump_collections_list(db):
             name = info["name"]
+            indexes = list(db[name].list_indexes())
             with (into / f"{name}.bson").open("wb") as out:
-                for batch in db[name].find_raw_batches({}, batch_size=MONGO_BATCH_SIZE):
+                for batch in raw_batches(db[name], indexes, organizations):
                     out.write(batch)
                     size += len(batch)
             documents += db[name].estimated_document_count()
