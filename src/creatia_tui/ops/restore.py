@@ -65,10 +65,12 @@ from creatia_tui.ops.backup import (
     gpg_command,
     gpg_failure,
     iter_bson_documents,
+    organization_ids,
     passphrase_pipe,
     pg_child_env,
     pg_server_major,
     pg_table_counts,
+    raw_batches,
 )
 
 log = logging.getLogger(__name__)
@@ -416,10 +418,11 @@ def _replace_pg_database(
         )
 
 
-def _counts_in(dsn: str, password: str | None) -> dict[str, int]:
+def _counts_in(dsn: str, password: str | None) -> tuple[dict[str, int], list[str]]:
+    """Every table's rows, and the organization ids (to read MongoDB by them)."""
     with _connect(dsn, password) as conn:
         try:
-            return pg_table_counts(conn)
+            return pg_table_counts(conn), organization_ids(conn)
         except psycopg.Error as exc:
             raise pg_unavailable(exc, dsn, password) from None
 
@@ -478,18 +481,17 @@ def restore_collection(
         db.command(SON([("createIndexes", name), ("indexes", indexes)]))
 
 
-def _tally_collection(db: Any, name: str) -> DocumentTally:
+def _tally_collection(db: Any, name: str, organizations: list[str]) -> DocumentTally:
+    """Read back as the backup reads (by organization where an index leads with it)."""
     tally = DocumentTally()
-    cursor = db[name].find_raw_batches({}, batch_size=2000)
-    with contextlib.closing(cursor):
-        for batch in cursor:
-            tally.add_batch(batch)
+    for batch in raw_batches(db[name], list(db[name].list_indexes()), organizations):
+        tally.add_batch(batch)
     return tally
 
 
 def _restore_mongo(
     db: Any, folder: Path, manifest: dict[str, Any], progress: ProgressCallback,
-    cancel: threading.Event | None, cancelled: str,
+    cancel: threading.Event | None, cancelled: str, organizations: list[str],
 ) -> dict[str, DocumentTally]:
     """Every collection of the manifest into `db`; returns what is there afterwards."""
     collections: dict[str, dict[str, Any]] = manifest["mongo"]["collections"]
@@ -508,7 +510,7 @@ def _restore_mongo(
         metadata = _read_metadata(folder / f"{name}.metadata.json")
         restore_collection(db, name, metadata, folder / f"{name}.bson", cancel=cancel,
                            cancelled=cancelled, advanced=advanced)
-        found[name] = _tally_collection(db, name)
+        found[name] = _tally_collection(db, name, organizations)
         progress(Progress("restoring", bytes_done=done_bytes, collections_done=index + 1,
                           collections_total=total, detail=name))
     return found
@@ -568,7 +570,7 @@ def verify_backup(
                 scratch = _with_dbname(dsn, report.postgres_database)
                 _run_pg_restore(scratch, pg_password, dump, major, manifest, cancel,
                                 VERIFY_CANCELLED)
-                found_tables = _counts_in(scratch, pg_password)
+                found_tables, organizations = _counts_in(scratch, pg_password)
             finally:
                 with contextlib.suppress(psycopg.Error):
                     admin.execute(
@@ -583,7 +585,8 @@ def verify_backup(
             scratch_db = client[report.mongo_database]
             try:
                 found = _restore_mongo(scratch_db, folder / "mongo" / manifest["mongo"]["database"],
-                                       manifest, report_progress, cancel, VERIFY_CANCELLED)
+                                       manifest, report_progress, cancel, VERIFY_CANCELLED,
+                                       organizations)
             finally:
                 with contextlib.suppress(PyMongoError):
                     client.drop_database(report.mongo_database)
@@ -650,13 +653,14 @@ def restore_backup(
             major, _ = pg_server_major(conn)
         _replace_pg_database(dsn, pg_password, dump, major, manifest, folder, cancel,
                              RESTORE_CANCELLED)
-        report.checks += _table_checks(manifest["postgres"]["tables"], _counts_in(dsn, pg_password))
+        found_tables, organizations = _counts_in(dsn, pg_password)
+        report.checks += _table_checks(manifest["postgres"]["tables"], found_tables)
         client = make_mongo_client(uri, mongo_password, appname="creatia-tui-restore",
                                    **LONG_JOB_MONGO_OPTIONS)
         try:
             found = _restore_mongo(client[mongo_name],
                                    folder / "mongo" / manifest["mongo"]["database"], manifest,
-                                   report_progress, cancel, RESTORE_CANCELLED)
+                                   report_progress, cancel, RESTORE_CANCELLED, organizations)
         except PyMongoError as exc:
             raise mongo_unavailable(exc, uri, mongo_password) from None
         finally:
