@@ -44,6 +44,7 @@ BENCHMARKS: dict[str, str] = {
     "audit": "bench.bench_audit",
     "board": "bench.bench_board",
     "sprints": "bench.bench_sprints",
+    "backup": "bench.bench_backup",
 }
 
 

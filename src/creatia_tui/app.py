@@ -118,6 +118,7 @@ NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("7", "roles", "Roles"),
     ("8", "audit", "Audit log"),
     ("0", "overview", "Overview"),
+    ("", "backups", "Backups"),
 )
 
 
@@ -125,6 +126,7 @@ def destinations() -> list[Destination]:
     # Imported here: the screens import the app module for type hints.
     from creatia_tui.screens.activity import ActivityScreen
     from creatia_tui.screens.audit import AuditScreen
+    from creatia_tui.screens.backups import BackupsScreen
     from creatia_tui.screens.board import BoardScreen
     from creatia_tui.screens.home import HomeScreen
     from creatia_tui.screens.members import MembersScreen
@@ -143,6 +145,7 @@ def destinations() -> list[Destination]:
         "roles": RolesScreen,
         "audit": AuditScreen,
         "overview": OverviewScreen,
+        "backups": BackupsScreen,
     }
     return [Destination(name, title, key, classes[name]) for key, name, title in NAVIGATION]
 

@@ -111,7 +111,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     set_.add_argument("name")
     secrets_sub.add_parser("where", parents=[common], help="which store holds the secrets")
+    _add_backup_commands(sub, common)
     return parser
+
+
+def _add_backup_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    backup = sub.add_parser(
+        "backup", parents=[common],
+        help="an encrypted backup of both databases (passphrase: secrets set backup-passphrase)",
+    )
+    backup.add_argument("--dest", metavar="DIR", help="backup folder (default: [backup] dir "
+                        "in the config file, else <data dir>/backups)")
+    backups = sub.add_parser("backups", parents=[common], help="the backups in the folder")
+    backups_sub = backups.add_subparsers(dest="backups_command", metavar="ACTION", required=True)
+    listing = backups_sub.add_parser(
+        "list", parents=[common], help="size, age and manifest of each backup, newest first"
+    )
+    listing.add_argument("--dest", metavar="DIR", help="backup folder (as for backup)")
+    listing.add_argument("--json", action="store_true")
+    restore = sub.add_parser(
+        "restore", parents=[common],
+        help="verify a backup in scratch databases (--verify), or restore it into the targets",
+    )
+    restore.add_argument("archive", metavar="ARCHIVE")
+    restore.add_argument(
+        "--verify", action="store_true",
+        help="restore into scratch databases, compare with the manifest, drop them",
+    )
+    restore.add_argument(
+        "--confirm", metavar="PGDB,MONGODB",
+        help="name both target databases to replace them without the typed prompt",
+    )
 
 
 # ----------------------------------------------------------------- helpers
@@ -264,6 +294,119 @@ def cmd_secrets(
     return 0
 
 
+def _backup_progress(err: TextIO) -> Callable[[Any], None]:
+    """Phase changes on stderr when it is a terminal; nothing for cron."""
+    last: list[str] = []
+
+    def report(progress: Any) -> None:
+        if err.isatty() and (not last or last[-1] != progress.phase):
+            last.append(progress.phase)
+            print(f"… {progress.phase}", file=err, flush=True)
+
+    return report
+
+
+def cmd_backup(settings: Settings, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from creatia_tui.ops.backup import format_size, take_backup
+
+    result = take_backup(settings, folder=args.dest, progress=_backup_progress(err))
+    manifest = result.manifest
+    print(
+        f"Wrote {result.path} ({format_size(result.size)}) in {result.seconds:.1f} s: "
+        f"{len(manifest['postgres']['tables'])} tables, "
+        f"{len(manifest['mongo']['collections'])} collections.",
+        file=out,
+    )
+    if result.deleted:
+        print(f"Retention deleted {len(result.deleted)} old backup(s).", file=out)
+    return 0
+
+
+def cmd_backups(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from creatia_tui.ops.backup import (
+        BackupSettings,
+        backup_passphrase,
+        format_age,
+        format_size,
+        list_backups,
+    )
+    from creatia_tui.ops.restore import read_manifest
+
+    folder = BackupSettings.from_settings(settings, args.dest).folder
+    backups = list_backups(folder)
+    passphrase: str | None
+    try:
+        passphrase = backup_passphrase(settings)
+        missing = ""
+    except UserError as exc:
+        passphrase, missing = None, str(exc)
+    rows = []
+    for backup in backups:
+        row: dict[str, Any] = {"path": str(backup.path), "size": backup.size,
+                               "created_at": backup.created_at.isoformat(),
+                               "age_seconds": int(backup.age().total_seconds())}
+        try:
+            if passphrase is None:
+                raise UserError(missing)
+            row["manifest"] = read_manifest(backup.path, passphrase)
+        except UserError as exc:
+            row["error"] = one_line(str(exc))
+        rows.append(row)
+    if args.json:
+        print(json.dumps({"folder": str(folder), "backups": rows}, indent=2), file=out)
+        return 0
+    if not backups:
+        print(f"No backups in {folder}.", file=out)
+        return 0
+    print(f"{len(backups)} backup(s) in {folder}, newest first:", file=out)
+    for backup, row in zip(backups, rows, strict=True):
+        if "manifest" in row:
+            manifest = row["manifest"]
+            counts = manifest["mongo"]["collections"]
+            detail = (f"PostgreSQL {manifest['postgres']['server_version']} "
+                      f"{len(manifest['postgres']['tables'])} tables, MongoDB "
+                      f"{manifest['mongo']['server_version']} {len(counts)} collections, "
+                      f"{counts.get('tasks', {}).get('count', 0):,} tasks")
+        else:
+            detail = f"manifest unreadable: {row['error']}"
+        print(f"{backup.name}  {format_size(backup.size):>10}  {format_age(backup.age()):>7} old"
+              f"  {detail}", file=out)
+    return 0
+
+
+def cmd_restore(
+    settings: Settings, args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO
+) -> int:
+    from creatia_tui.ops.restore import (
+        confirmation_phrase,
+        restore_backup,
+        restore_targets,
+        verify_backup,
+    )
+
+    progress = _backup_progress(err)
+    if args.verify:
+        report = verify_backup(settings, args.archive, progress=progress)
+        print(f"Verify of {report.archive.name}: {report.summary()}", file=out)
+        return 0 if report.ok else EXIT_ERROR
+    pg_name, mongo_name = restore_targets(settings)
+    confirm = args.confirm
+    if confirm is None:
+        if not stdin.isatty():
+            raise CommandError(
+                f"Restoring replaces the PostgreSQL database {pg_name} and the MongoDB database "
+                f"{mongo_name}; pass --confirm {confirmation_phrase(settings)} to go ahead."
+            )
+        print(f"This replaces the PostgreSQL database {pg_name} and the MongoDB database "
+              f"{mongo_name} with the backup {args.archive}.", file=out)
+        print(f"Type {confirmation_phrase(settings)} to go ahead: ", end="", file=out, flush=True)
+        confirm = stdin.readline().strip()
+    report = restore_backup(settings, args.archive, confirm=confirm, progress=progress)
+    print(f"Restored {report.archive.name} into {pg_name} and {mongo_name}: "
+          f"{report.summary()}", file=out)
+    return 0 if report.ok else EXIT_ERROR
+
+
 def cmd_local(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     servers = _local_servers(settings)
     action = args.local_command
@@ -363,6 +506,9 @@ def run(
             "secrets": lambda: cmd_secrets(settings, args, out, stdin),
             "local": lambda: cmd_local(settings, args, out),
             "demo": lambda: cmd_demo(settings, args, out),
+            "backup": lambda: cmd_backup(settings, args, out, err),
+            "backups": lambda: cmd_backups(settings, args, out),
+            "restore": lambda: cmd_restore(settings, args, out, err, stdin),
         }
         handler = handlers.get(args.command or "", lambda: cmd_tui(settings, args, out))
         return handler()
