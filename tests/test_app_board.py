@@ -96,7 +96,7 @@ def press(*pressed: str) -> Callable[[Pilot[Any]], Awaitable[None]]:
 @pytest.fixture
 def no_feed(monkeypatch: pytest.MonkeyPatch) -> None:
     """A board whose feed has not delivered yet (the window a conflict happens in)."""
-    monkeypatch.setattr(BoardScreen, "_follow_changes", lambda self: None)
+    monkeypatch.setattr(BoardScreen, "_follow_changes", lambda self, since=None: None)
 
 
 # ---------------------------------------------------------------- test data
@@ -298,7 +298,7 @@ async def test_arrows_and_hjkl_move_the_selection_and_write_nothing(
             await keys(pilot, key)
             assert selected_key(screen) == expected, key
             assert selected_cards(screen) == [expected], key
-        current = [c.status for c in screen.query(TaskColumn) if c.has_class("-current")]
+        current = [c.status for c in screen.query(TaskColumn) if c.is_current]
         assert current == ["done"]
     assert everything(dbs, world) == before
 
@@ -967,6 +967,9 @@ async def test_changes_by_others_appear_without_moving_the_cursor(
     app = app_as(dbs, "minjun", world.lab)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_board(pilot)
+        # The feed opens after the first load; these writes carry old updated_at values, which
+        # its catch-up read would not find: write once it is open.
+        assert await wait_until(pilot, lambda: screen.feed_mode is not None)
         select(screen, ids, "TASK-0002")
         dbs.mongo.tasks.update_one(
             {"_id": oid(1), "organization_id": world.lab},

@@ -127,6 +127,9 @@ class BoardScreen(AppScreen):
         self.last_move: MoveRecord | None = None
         self.saved_filters: list[SavedFilter] = []  # the user's own (built-ins are constants)
         self._loaded_once = False
+        self._first_load_at: dt.datetime | None = None
+        self.feed_mode: str | None = None  # how changes by others arrive, once the feed is open
+        self._painted_card: TaskCard | None = None  # the card that shows the cursor
         self._busy = False  # one write at a time: keys pressed meanwhile are refused
 
     # ------------------------------------------------------------ layout
@@ -142,9 +145,8 @@ class BoardScreen(AppScreen):
 
     def on_mount(self) -> None:
         self._show_filter()
+        self._first_load_at = utcnow()
         self.action_reload()
-        self._load_saved_filters()
-        self._follow_changes()
 
     @property
     def service(self) -> BoardService:
@@ -181,6 +183,7 @@ class BoardScreen(AppScreen):
         )
 
     def _loaded(self, columns: list[BoardColumn], note: str | None) -> None:
+        first = not self._loaded_once
         self._loaded_once = True
         selected = self.selected_task()
         self.columns = {column.status: column for column in columns}
@@ -193,6 +196,11 @@ class BoardScreen(AppScreen):
         self._paint_cursor()
         total = sum(c.total for c in columns)
         self.say(note or f"{total} task{'s' if total != 1 else ''} · {self.task_filter.describe()}")
+        if first:
+            # Only now: beside the first load they would share the (single-threaded) servers
+            # with it. The feed reports what changed since that load began, so nothing is missed.
+            self._load_saved_filters()
+            self._follow_changes(self._first_load_at)
 
     def _fill_column(self, status: str, now: dt.datetime) -> None:
         widget = self.query_one(f"#column-{status}", TaskColumn)
@@ -275,11 +283,18 @@ class BoardScreen(AppScreen):
         return False
 
     def _paint_cursor(self) -> None:
+        # Only the cards whose state changes, and the column titles: a class on a column would
+        # restyle every card in it.
         selected = self.selected_task()
-        for card in self.query(TaskCard):
-            card.set_class(selected is not None and card.card_task.id == selected.id, "-selected")
+        wanted = self._card(selected.id) if selected is not None else None
+        painted = self._painted_card
+        if painted is not None and painted is not wanted:
+            painted.remove_class("-selected")
+        if wanted is not None:
+            wanted.add_class("-selected")
+        self._painted_card = wanted
         for column in self.query(TaskColumn):
-            column.set_class(column.status == self.current_status, "-current")
+            column.mark_current(column.status == self.current_status)
         if selected is not None:
             card = self._card(selected.id)
             if card is not None:
@@ -733,15 +748,16 @@ class BoardScreen(AppScreen):
 
     # ------------------------------------------------------------ changes by others
     @work(thread=True, group="board-feed", exit_on_error=False)
-    def _follow_changes(self) -> None:
+    def _follow_changes(self, since: dt.datetime | None = None) -> None:
         from creatia_tui.data.task_feed import TaskFeed
 
         worker = get_current_worker()
         try:
-            feed = TaskFeed(self.creatia.dbs, self.actor)
+            feed = TaskFeed(self.creatia.dbs, self.actor, since=since)
         except UserError as exc:
             log.warning("live board updates are off: %s", one_line(str(exc)))
             return
+        self.app.call_from_thread(setattr, self, "feed_mode", feed.mode)
         try:
             while not worker.is_cancelled:
                 changes = feed.next_changes(1.0)

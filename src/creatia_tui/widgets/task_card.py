@@ -127,7 +127,7 @@ class TaskColumn(Vertical):
         text-wrap: nowrap;
         text-overflow: ellipsis;
     }
-    TaskColumn.-current > .column-title {
+    TaskColumn > .column-title.-current {
         background: $accent 50%;
     }
     TaskColumn > VerticalScroll {
@@ -144,6 +144,15 @@ class TaskColumn(Vertical):
         yield Static(STATUS_TITLES.get(self.status, self.status), classes="column-title",
                      markup=False)
         yield VerticalScroll(can_focus=False)
+
+    def mark_current(self, current: bool) -> None:
+        """The cursor's column: the class goes on its title, not on the column, whose
+        restyling would restyle every card in it."""
+        self.query_one(".column-title").set_class(current, "-current")
+
+    @property
+    def is_current(self) -> bool:
+        return self.query_one(".column-title").has_class("-current")
 
     def set_title(self, shown: int, total: int, collapsed: bool) -> None:
         title = STATUS_TITLES.get(self.status, self.status)
