@@ -57,9 +57,8 @@ from bson import ObjectId
 from pymongo import monitoring
 from textual import events
 from textual._compositor import CompositorUpdate
-from textual.containers import VerticalScroll
 from textual.widgets import Input
-from textual.worker import active_worker
+from textual.worker import WorkerCancelled, active_worker
 
 import creatia_tui.ops.seed as seed_module
 from bench.bench_seed import Progress
@@ -71,7 +70,7 @@ from creatia_tui.data.db import Databases, pg_conninfo_for
 from creatia_tui.data.models import OPEN_TASK_STATUSES, TASK_STATUSES
 from creatia_tui.ops.seed import SeedOptions, SeedPlan, seed
 from creatia_tui.screens.board import BoardScreen
-from creatia_tui.widgets.task_card import TaskCard, TaskColumn
+from creatia_tui.widgets.task_card import CARD_ROWS, TaskColumn
 
 TARGETS_MS = {"open": 100.0, "move": 30.0, "search": 100.0}
 # Workers of the board that stand between a key and the redrawn screen.
@@ -495,32 +494,34 @@ def _install_probe() -> None:
     BoardScreen.say = say  # type: ignore[method-assign]
 
 
+def _drawn(screen: BoardScreen, widget: TaskColumn) -> bool:
+    """The column is on screen and has drawn its latest change (its lines are in this
+    update)."""
+    return (widget in screen._compositor.visible_widgets
+            and widget.drawn_version == widget.version)
+
+
 def _columns_drawn(app: BenchApp) -> bool:
-    """Every loaded column's cards mounted, the first of each in the visible widgets."""
+    """Every loaded column handed its cards and drawn with them."""
     screen = app.screen
     if not isinstance(screen, BoardScreen):
         return False
-    visible = screen._compositor.visible_widgets
     for status, column in screen.columns.items():
-        if not column.tasks or (status == "done" and screen.fold_done):
-            continue
-        card = screen._card(column.tasks[0].id)
-        if card is None or card not in visible:
+        widget = screen._column(status)
+        folded = status == "done" and screen.fold_done
+        wanted = [] if folded else [t.id for t in column.tasks]
+        if [t.id for t in widget.tasks] != wanted or not _drawn(screen, widget):
             return False
-    shown = sum(len(c.tasks) for s, c in screen.columns.items()
-                if not (s == "done" and screen.fold_done))
-    return len(screen.query(TaskCard)) == shown
+    return True
 
 
 def _card_drawn_in(app: BenchApp, task_id: str, status: str) -> bool:
     screen = app.screen
     if not isinstance(screen, BoardScreen):
         return False
-    card = screen._card(task_id)
-    if card is None or card not in screen._compositor.visible_widgets:
-        return False
-    column = screen.query_one(f"#column-{status}", TaskColumn).query_one(VerticalScroll)
-    return card.parent is column
+    widget = screen._column(status)
+    return _drawn(screen, widget) and any(
+        widget.tasks[row].id == task_id for row in widget.visible_rows())
 
 
 async def _settle(app: BenchApp, pilot: Any) -> None:
@@ -530,7 +531,9 @@ async def _settle(app: BenchApp, pilot: Any) -> None:
         busy = [w for w in app.workers
                 if not w.is_finished and not str(w.group).startswith("board-feed")]
         if busy:
-            await app.workers.wait_for_complete(busy)
+            # A newer load of the same group (a column's next cards) cancels an older one.
+            with contextlib.suppress(WorkerCancelled):
+                await app.workers.wait_for_complete(busy)
     await pilot.pause()
 
 
@@ -817,24 +820,25 @@ def _service_ms(app: BenchApp) -> float:
 
 
 def _board_shape(app: BenchApp) -> dict[str, Any]:
-    """How much the open board fetched, mounted and showed."""
+    """How much the open board fetched and drew, and how many widgets it took."""
     screen = app.screen
     assert isinstance(screen, BoardScreen)
-    visible = screen._compositor.visible_widgets
-    shape: dict[str, Any] = {"visible_cards_estimate": screen.visible_cards()}
+    shape: dict[str, Any] = {"visible_cards_estimate": screen.visible_cards(),
+                             "widgets": sum(1 for _ in screen.walk_children())}
     for status in TASK_STATUSES:
         column = screen.columns.get(status)
-        widget = screen.query_one(f"#column-{status}", TaskColumn)
-        cards = list(widget.query(TaskCard))
-        fully = sum(1 for card in cards if card in visible
-                    and visible[card][0].intersection(visible[card][1]) == visible[card][0])
+        widget = screen._column(status)
+        whole = len(widget.visible_rows()) if widget.tasks else 0
+        # A card cut at the bottom: its first line is above the column's end.
+        cut = int(widget.top + whole < len(widget.tasks)
+                  and 1 + whole * CARD_ROWS < widget.size.height)
         shape[status] = {
             "fetched": len(column.tasks) if column else 0,
             "total": column.total if column else 0,
             "limit": screen.limits.get(status),
-            "mounted": len(cards),
-            "visible": sum(1 for card in cards if card in visible),
-            "fully_visible": fully,
+            "handed": len(widget.tasks),
+            "visible": whole + cut,
+            "fully_visible": whole,
         }
     return shape
 
@@ -986,12 +990,13 @@ def print_report(results: list[SizeResult], findings: list[dict[str, Any]],
     print()
     for result in results:
         print(f"board at {result.size[0]}x{result.size[1]} after opening "
-              f"(visible_cards() {result.shape.get('visible_cards_estimate')}):")
+              f"(visible_cards() {result.shape.get('visible_cards_estimate')}; "
+              f"{result.shape.get('widgets')} widgets on the screen):")
         for status in TASK_STATUSES:
             s = result.shape.get(status, {})
             print(f"  {status:<12} fetched {s.get('fetched')} of {s.get('total'):,} "
-                  f"(limit {s.get('limit')}), mounted {s.get('mounted')}, on screen "
-                  f"{s.get('visible')} ({s.get('fully_visible')} whole)")
+                  f"(limit {s.get('limit')}), in its column widget {s.get('handed')}, on "
+                  f"screen {s.get('visible')} ({s.get('fully_visible')} whole)")
     print()
     print("explain of each distinct tasks command the board sent (reads: executionStats; "
           "writes: queryPlanner):")

@@ -1,11 +1,13 @@
 """The kanban board: an organization's tasks in status columns, triaged from the keyboard.
 
-The board keeps a cursor (column, card) of its own instead of moving the focus through card
-widgets: arrows or h/j/k/l move it, and every action works on the card under it. Only what fits
-is fetched: each column asks for the cards the terminal can show plus a few, and asks for more
-when the cursor reaches the last one loaded. Writes go through BoardService (permission check,
-optimistic ``updated_at`` check, activity log) in a thread; the card is updated in place on
-success and reloaded on a conflict, so nothing someone else wrote is overwritten.
+The board keeps a cursor (column, card) of its own: arrows or h/j/k/l move it, and every action
+works on the card under it (``current_task``). Each column is one widget that draws its cards
+as lines (widgets/task_card.py says why), so the cursor, a move or a reload changes lists and
+repaints lines instead of mounting card widgets. Only what fits is fetched: each column asks for
+the cards the terminal can show plus a few, and asks for more when the cursor reaches the last
+one loaded, or when cards moved out leave it short. Writes go through BoardService (permission
+check, optimistic ``updated_at`` check, activity log) in a thread; the card is updated in place
+on success and reloaded on a conflict, so nothing someone else wrote is overwritten.
 
 Changes made by others arrive from a TaskFeed (a change stream, or polling where the server has
 none) in a background thread and are applied to the cards without moving the cursor.
@@ -22,7 +24,7 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Input, Static
 from textual.worker import get_current_worker
@@ -46,11 +48,10 @@ from creatia_tui.errors import UserError, one_line
 from creatia_tui.screens.base import AppScreen
 from creatia_tui.screens.dialogs import ConfirmScreen, PickScreen
 from creatia_tui.screens.task_forms import SaveFilterForm
-from creatia_tui.widgets.task_card import STATUS_TITLES, TaskCard, TaskColumn
+from creatia_tui.widgets.task_card import CARD_ROWS, STATUS_TITLES, TaskColumn
 
 log = logging.getLogger(__name__)
 
-CARD_ROWS = 4  # three lines and a gap
 UNASSIGNED_CHOICE = "-unassigned-"
 
 
@@ -129,7 +130,6 @@ class BoardScreen(AppScreen):
         self._loaded_once = False
         self._first_load_at: dt.datetime | None = None
         self.feed_mode: str | None = None  # how changes by others arrive, once the feed is open
-        self._painted_card: TaskCard | None = None  # the card that shows the cursor
         self._busy = False  # one write at a time: keys pressed meanwhile are refused
 
     # ------------------------------------------------------------ layout
@@ -202,40 +202,17 @@ class BoardScreen(AppScreen):
             self._load_saved_filters()
             self._follow_changes(self._first_load_at)
 
-    def _fill_column(self, status: str, now: dt.datetime) -> None:
-        widget = self.query_one(f"#column-{status}", TaskColumn)
+    def _column(self, status: str) -> TaskColumn:
+        return self.query_one(f"#column-{status}", TaskColumn)
+
+    def _fill_column(self, status: str, now: dt.datetime | None = None) -> None:
+        """Hand a column its loaded tasks (none while folded) and counts; it redraws itself."""
+        widget = self._column(status)
         column = self.columns.get(status, BoardColumn(status, [], 0))
         folded = status == "done" and self.fold_done
-        widget.set_class(folded, "-collapsed")
+        widget.set_collapsed(folded)
         widget.set_title(len(column.tasks), column.total, folded)
-        scroll = widget.query_one(VerticalScroll)
-        tasks = [] if folded else column.tasks
-        # Cards already shown are updated and moved in place, only new ones are mounted: a card
-        # removed and mounted again at once would clash with itself (a removed widget keeps its
-        # id until its removal is processed), and a reload would fail with DuplicateIds.
-        cards = {card.card_task.id: card for card in scroll.query_children(TaskCard)}
-        wanted = {task.id for task in tasks}
-        stale = [c for task_id, c in cards.items() if task_id not in wanted and c.display]
-        if stale:
-            scroll.remove_children(stale)
-        previous: TaskCard | None = None
-        for task in tasks:
-            card = cards.get(task.id)
-            if card is None:
-                card = TaskCard(task, now)
-                if previous is not None:
-                    scroll.mount(card, after=previous)
-                elif scroll.children:
-                    scroll.mount(card, before=scroll.children[0])
-                else:
-                    scroll.mount(card)
-            else:
-                card.update_task(task, now)
-                if previous is not None:
-                    scroll.move_child(card, after=previous)
-                elif scroll.children[0] is not card:
-                    scroll.move_child(card, before=scroll.children[0])
-            previous = card
+        widget.set_cards([] if folded else column.tasks, now or utcnow())
 
     def _load_more(self, status: str) -> None:
         column = self.columns.get(status)
@@ -270,6 +247,11 @@ class BoardScreen(AppScreen):
         row = min(self.row_by_status[self.current_status], len(column.tasks) - 1)
         return column.tasks[row]
 
+    @property
+    def current_task(self) -> Task | None:
+        """The task under the cursor, which every key acts on (None: an empty column)."""
+        return self.selected_task()
+
     def _select_task(self, task_id: str) -> bool:
         for index, status in enumerate(self.statuses):
             column = self.columns.get(status)
@@ -283,28 +265,18 @@ class BoardScreen(AppScreen):
         return False
 
     def _paint_cursor(self) -> None:
-        # Only the cards whose state changes, and the column titles: a class on a column would
-        # restyle every card in it.
-        selected = self.selected_task()
-        wanted = self._card(selected.id) if selected is not None else None
-        painted = self._painted_card
-        if painted is not None and painted is not wanted:
-            painted.remove_class("-selected")
-        if wanted is not None:
-            wanted.add_class("-selected")
-        self._painted_card = wanted
-        for column in self.query(TaskColumn):
-            column.mark_current(column.status == self.current_status)
-        if selected is not None:
-            card = self._card(selected.id)
-            if card is not None:
-                card.scroll_visible(animate=False)
-
-    def _card(self, task_id: str) -> TaskCard | None:
-        # A card still being removed (moved to another column a moment ago, where a new card
-        # stands for it) is skipped: Textual reports display False while it prunes a widget.
-        cards = self.query(f"#card-{task_id}").results(TaskCard)
-        return next((card for card in cards if card.display), None)
+        """The cursor on its column's card and that column's title; every column repaints
+        only what changed (two cards and two titles at most)."""
+        for index, status in enumerate(self.statuses):
+            widget = self._column(status)
+            current = index == self.column_index
+            widget.mark_current(current)
+            column = self.columns.get(status)
+            has_cards = column is not None and bool(column.tasks) and not widget.collapsed
+            widget.set_cursor(
+                min(self.row_by_status[status], len(column.tasks) - 1)
+                if current and has_cards and column is not None else None
+            )
 
     def action_column(self, delta: int) -> None:
         count = len(self.statuses)
@@ -366,7 +338,8 @@ class BoardScreen(AppScreen):
         self._paint_cursor()
 
     def _place(self, task: Task, *, select: bool = False) -> None:
-        """Put a task where its status and position say, updating or moving its card."""
+        """Put a task where its status and position say (in the loaded lists), and redraw the
+        columns it left and entered."""
         old_status = next(
             (s for s, c in self.columns.items() if any(t.id == task.id for t in c.tasks)), None
         )
@@ -375,11 +348,9 @@ class BoardScreen(AppScreen):
             old.tasks = [t for t in old.tasks if t.id != task.id]
             if old_status != task.status:
                 old.total -= 1
-        card = self._card(task.id)
+            self._fill_column(old_status)
         column = self.columns.get(task.status)
         if column is None:
-            if card is not None:
-                card.remove()
             self._refresh_titles()
             return
         if old_status != task.status:
@@ -389,46 +360,27 @@ class BoardScreen(AppScreen):
         unloaded_remain = len(column.tasks) + 1 < column.total
         if column.tasks and index == len(ordered) - 1 and unloaded_remain:
             # It sorts past the loaded end: the column shows it when it loads that far.
-            if card is not None:
-                card.remove()
             self._refresh_titles()
             return
         column.tasks = ordered
-        scroll = self.query_one(f"#column-{task.status}", TaskColumn).query_one(VerticalScroll)
-        others = [child for child in scroll.children if child is not card]
-        if card is not None and old_status == task.status:
-            card.update_task(task, utcnow())
-            if index < len(others):
-                scroll.move_child(card, before=others[index])
-            elif others:
-                scroll.move_child(card, after=others[-1])
-        else:
-            if card is not None:
-                card.remove()
-            new_card = TaskCard(task, utcnow())
-            if index < len(others):
-                scroll.mount(new_card, before=others[index])
-            else:
-                scroll.mount(new_card)
+        self._fill_column(task.status)
         if select:
             self._select_task(task.id)
         self._refresh_titles()
 
     def _remove_task(self, task_id: str) -> None:
-        for column in self.columns.values():
+        for status, column in self.columns.items():
             if any(t.id == task_id for t in column.tasks):
                 column.tasks = [t for t in column.tasks if t.id != task_id]
                 column.total -= 1
-        card = self._card(task_id)
-        if card is not None:
-            card.remove()
+                self._fill_column(status)
         self._refresh_titles()
 
     def _refresh_titles(self) -> None:
         visible = self.visible_cards()
         for status in self.statuses:
             column = self.columns.get(status, BoardColumn(status, [], 0))
-            self.query_one(f"#column-{status}", TaskColumn).set_title(
+            self._column(status).set_title(
                 len(column.tasks), column.total, status == "done" and self.fold_done
             )
             # Cards moved out of a column that holds more on the server: fetch its next ones,
