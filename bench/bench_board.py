@@ -365,8 +365,16 @@ class BenchDatabases(Databases):
         return self._pool
 
 
-def board_calls(calls: list[Call]) -> list[Call]:
-    return [c for c in calls if c.group.startswith(BOARD_GROUPS)]
+def board_calls(calls: list[Call], started: float | None = None,
+                whole: float | None = None) -> list[Call]:
+    """The board's own calls; given the key's time and the whole time, only those sent
+    between the key and the drawn screen (a column fetching its next cards after the draw is
+    not part of the action)."""
+    mine = [c for c in calls if c.group.startswith(BOARD_GROUPS)]
+    if started is not None and whole is not None:
+        drawn = started + whole / 1000
+        mine = [c for c in mine if c.at <= drawn]
+    return mine
 
 
 def side_calls(calls: list[Call]) -> list[Call]:
@@ -608,7 +616,7 @@ class SizeResult:
 
 def _sample(calls: list[Call], started: float, whole: float, bare: float,
             note: str = "") -> Sample:
-    mine, side = board_calls(calls), side_calls(calls)
+    mine, side = board_calls(calls, started, whole), side_calls(calls)
     drawn = started + whole / 1000
     phases = (0.0, 0.0, 0.0, whole)
     if mine:
@@ -666,13 +674,13 @@ async def measure_size(target: BenchTarget, member: Member, size: tuple[int, int
                 whole = await _until_drawn(app, started)
                 if profiler:
                     profiler.stop()
-                    result.profiles["open"] = profiler.output_text(color=False, unicode=True)
+                    result.profiles["open"] = _profile_text(profiler)
                 await _settle(app, pilot)
                 await pilot.pause(0.3)  # the live feed opens its stream beside the load
                 calls = RECORDER.stop()
                 if not measured:
                     return None
-                bare = replayer.replay(board_calls(calls))
+                bare = replayer.replay(board_calls(calls, started, whole))
                 sample = _sample(calls, started, whole, bare)
                 sample.service = _service_ms(app)
                 return sample
@@ -705,7 +713,7 @@ async def measure_size(target: BenchTarget, member: Member, size: tuple[int, int
                 whole = await _until_drawn(app, started)
                 if profiler:
                     profiler.stop()
-                    result.profiles["move"] = profiler.output_text(color=False, unicode=True)
+                    result.profiles["move"] = _profile_text(profiler)
                 await _settle(app, pilot)
                 await pilot.pause(0.3)  # the change stream brings the move back to the board
                 calls = RECORDER.stop()
@@ -716,7 +724,7 @@ async def measure_size(target: BenchTarget, member: Member, size: tuple[int, int
                     {"_id": before["_id"]},
                     {"$set": {k: before.get(k) for k in
                               ("status", "position", "updated_at", "completed_at")}})
-                bare = replayer.replay(board_calls(calls))
+                bare = replayer.replay(board_calls(calls, started, whole))
                 return _sample(calls, started, whole, bare, task.task_id)
 
             search_round = 0
@@ -759,13 +767,12 @@ async def measure_size(target: BenchTarget, member: Member, size: tuple[int, int
                             "bench/README.md). Run with --search-from empty to measure "
                             "searches from an empty board.")
                 if profiler:
-                    result.profiles[f"search {text}"] = profiler.output_text(
-                        color=False, unicode=True)
+                    result.profiles[f"search {text}"] = _profile_text(profiler)
                 await _settle(app, pilot)
                 calls = RECORDER.stop()
                 if not measured:
                     return None
-                bare = replayer.replay(board_calls(calls))
+                bare = replayer.replay(board_calls(calls, started, whole))
                 found = sum(c.total for c in screen.columns.values())
                 sample = _sample(calls, started, whole, bare, f"{text} ({found:,} found)")
                 sample.service = _service_ms(app)
@@ -805,6 +812,15 @@ async def measure_size(target: BenchTarget, member: Member, size: tuple[int, int
         replayer.close()
         dbs.close()
     return result
+
+
+def _profile_text(profiler: Any) -> str:
+    """The call tree (library frames folded), then the 40 functions with the most own time
+    (Textual's included: where the UI thread's time goes)."""
+    tree = profiler.output_text(color=False, unicode=True)
+    flat = profiler.output_text(color=False, unicode=True, flat=True, show_all=True)
+    lines = flat.splitlines()
+    return tree + "\nown time by function:\n" + "\n".join(lines[:48])
 
 
 def _service_ms(app: BenchApp) -> float:
