@@ -21,6 +21,7 @@ from typing import ClassVar
 
 from rich.cells import cell_len
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.geometry import Region
 from textual.strip import Strip
@@ -151,6 +152,7 @@ class TaskColumn(Widget):
         self.drawn_version = -1
         # task id -> (the Task drawn, width, selected, its three lines)
         self._strips: dict[str, tuple[Task, int, bool, list[Strip]]] = {}
+        self._blank: Strip | None = None
 
     # ------------------------------------------------------------ what the board sets
     def set_cards(self, tasks: list[Task], now: dt.datetime) -> None:
@@ -268,6 +270,7 @@ class TaskColumn(Widget):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._strips.clear()  # a theme changed the colours the lines were made with
+        self._blank = None
 
     def render_line(self, y: int) -> Strip:
         self.drawn_version = self.version
@@ -275,12 +278,18 @@ class TaskColumn(Widget):
         if y == 0:
             return self._title_strip(width)
         if self.collapsed:
-            return Strip.blank(width, self.rich_style)
+            return self._blank_strip(width)
         row, line = divmod(y - 1, CARD_ROWS)
         row += self.top
         if row >= len(self.tasks) or line >= CARD_HEIGHT:
-            return Strip.blank(width, self.rich_style)
+            return self._blank_strip(width)
         return self._card_strips(row, width)[line]
+
+    def _blank_strip(self, width: int) -> Strip:
+        # The widget's own style walks its ancestors: made once per width (and theme).
+        if self._blank is None or self._blank.cell_length != width:
+            self._blank = Strip.blank(width, self.rich_style)
+        return self._blank
 
     def _title_strip(self, width: int) -> Strip:
         style = self.get_component_rich_style(
@@ -299,15 +308,36 @@ class TaskColumn(Widget):
             "task-column--selected" if selected else "task-column--card")
         edge = (Segment(SELECTED_EDGE, self.get_component_rich_style("task-column--edge"))
                 if selected else Segment(" ", base))
-        inner = max(width - 2, 8)
-        strips = [
-            Strip([edge, *Segment.apply_style(self._segments(text), base)])
-            .adjust_cell_length(width - 1, base)
-            .extend_cell_length(width, base)
-            for text in card_lines(task, inner, self.now)
-        ]
+        strips = []
+        for text in card_lines(task, max(width - 2, 8), self.now):
+            segments = [edge, *Segment.apply_style(self._segments(text), base)]
+            used = 1 + text.cell_len
+            if used < width:  # the usual case: pad to the width, a cell at least on the right
+                segments.append(Segment(" " * (width - used), base))
+                strips.append(Strip(segments, width))
+            else:  # a column narrower than a card's least width: cut, keep the right cell
+                strips.append(Strip(segments).adjust_cell_length(width - 1, base)
+                              .extend_cell_length(width, base))
         self._strips[task.id] = (task, width, selected, strips)
         return strips
 
     def _segments(self, text: Text) -> list[Segment]:
-        return list(text.render(self.app.console))
+        """A line's segments. Its spans do not overlap (card_lines makes them so): then each
+        piece is cut straight from the text, ~3 times faster than Rich's general
+        ``Text.render``, which stays the fallback."""
+        console = self.app.console
+        plain = text.plain
+        base = console.get_style(text.style) if text.style else Style.null()
+        segments: list[Segment] = []
+        position = 0
+        for span in sorted(text.spans, key=lambda span: span.start):
+            if span.start < position:
+                return list(text.render(console))
+            if span.start > position:
+                segments.append(Segment(plain[position:span.start], base))
+            style = span.style if isinstance(span.style, Style) else console.get_style(span.style)
+            segments.append(Segment(plain[span.start:span.end], base + style))
+            position = span.end
+        if position < len(plain):
+            segments.append(Segment(plain[position:], base))
+        return segments
