@@ -659,10 +659,12 @@ class BoardScreen(AppScreen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "board-search":
             return
+        # The search first, then closing the line: its reads are under way while Textual
+        # restyles the screen and recomposes the footer for the focus that left the line.
+        self.set_filter(self.task_filter.with_(text=event.value.strip() or None))
         event.input.remove_class("-open")
         event.input.can_focus = False
         self.set_focus(None)
-        self.set_filter(self.task_filter.with_(text=event.value.strip() or None))
 
     def key_escape(self) -> None:
         search = self.query_one("#board-search", Input)
