@@ -229,10 +229,11 @@ class BoardScreen(AppScreen):
         # middle of a later key (30-140 ms pauses measured by the bench).
         self.call_after_refresh(self.set_timer, IDLE_COLLECT_SECONDS, gc.collect)
         if first:
-            # Only now: beside the first load they would share the (single-threaded) servers
-            # with it. The feed reports what changed since that load began, so nothing is missed.
-            self._load_saved_filters()
-            self._follow_changes(self._first_load_at)
+            # Only now, and once the cards are drawn: beside the first load they would share the
+            # (single-threaded) servers with it, and their threads the interpreter with the
+            # drawing. The feed reports what changed since that load began: nothing is missed.
+            self.call_after_refresh(self._load_saved_filters)
+            self.call_after_refresh(self._follow_changes, self._first_load_at)
 
     def _column(self, status: str) -> TaskColumn:
         return self.query_one(f"#column-{status}", TaskColumn)
