@@ -25,8 +25,9 @@ recorded, then replayed alone on fresh connections to the same servers, in the s
 the "bare" time. A move is replayed on the state it found (the task's status, position,
 updated_at and completed_at are put back first, untimed), so its optimistic update matches and
 writes again; the activity document gets a new _id. Own share = whole - bare, per repetition.
-The live feed (a change stream the board opens beside its columns) and the status line run in
-their own workers, off the path from key to screen: their calls are counted apart.
+The live feed (a change stream the board opens once its first load is drawn), the saved
+filters and the status line run in their own workers, off the path from key to screen: their
+calls are counted apart.
 
 Targets (issue 4): own share under 100 ms to open, 30 ms to move, 100 ms to search; round
 trips to open no more than one per visible column; every board and search query on the tasks
@@ -676,7 +677,7 @@ async def measure_size(target: BenchTarget, member: Member, size: tuple[int, int
                     profiler.stop()
                     result.profiles["open"] = _profile_text(profiler)
                 await _settle(app, pilot)
-                await pilot.pause(0.3)  # the live feed opens its stream beside the load
+                await pilot.pause(0.3)  # the live feed opens its stream after the load
                 calls = RECORDER.stop()
                 if not measured:
                     return None
@@ -690,7 +691,7 @@ async def measure_size(target: BenchTarget, member: Member, size: tuple[int, int
                 assert isinstance(screen, BoardScreen)
                 todo = screen.columns.get("todo")
                 if todo is not None and len(todo.tasks) < 3 <= todo.total:
-                    # A card moved away is not replaced by the next one: reopen the board.
+                    # Keep a few todo cards to move (the column refills itself; this is a guard).
                     await open_board(False)
                     screen = app.screen
                     assert isinstance(screen, BoardScreen)
