@@ -223,7 +223,7 @@ class TaskColumn(Widget):
 
     def visible_rows(self) -> range:
         """The rows of the cards drawn whole."""
-        fits = max((self.size.height - 1 + 1) // CARD_ROWS, 1)
+        fits = max(self.size.height // CARD_ROWS, 1)  # below the title: 4n - 1 lines
         return range(self.top, min(self.top + fits, len(self.tasks)))
 
     def drawn_lines(self, task_id: str) -> list[str] | None:
@@ -250,9 +250,9 @@ class TaskColumn(Widget):
 
     def _scroll_to_cursor(self) -> bool:
         """Scroll so the cursor's card is whole in view; True when ``top`` changed."""
-        if self.cursor is None:
-            return False
-        fits = max((self.size.height - 1 + 1) // CARD_ROWS, 1) if self.size.height else 1
+        if self.cursor is None or not self.size.height:
+            return False  # not laid out yet: on_resize scrolls once the height is known
+        fits = max(self.size.height // CARD_ROWS, 1)  # n cards and the gaps between: 4n - 1
         top = self.top
         if self.cursor < top:
             top = self.cursor
