@@ -25,8 +25,9 @@ recorded, then replayed alone on fresh connections to the same servers, in the s
 the "bare" time. A move is replayed on the state it found (the task's status, position,
 updated_at and completed_at are put back first, untimed), so its optimistic update matches and
 writes again; the activity document gets a new _id. Own share = whole - bare, per repetition.
-The live feed (a change stream the board opens beside its columns) and the status line run in
-their own workers, off the path from key to screen: their calls are counted apart.
+The live feed (a change stream the board opens once its first load is drawn), the saved
+filters and the status line run in their own workers, off the path from key to screen: their
+calls are counted apart.
 
 Targets (issue 4): own share under 100 ms to open, 30 ms to move, 100 ms to search; round
 trips to open no more than one per visible column; every board and search query on the tasks
@@ -57,9 +58,8 @@ from bson import ObjectId
 from pymongo import monitoring
 from textual import events
 from textual._compositor import CompositorUpdate
-from textual.containers import VerticalScroll
 from textual.widgets import Input
-from textual.worker import active_worker
+from textual.worker import WorkerCancelled, active_worker
 
 import creatia_tui.ops.seed as seed_module
 from bench.bench_seed import Progress
@@ -71,7 +71,7 @@ from creatia_tui.data.db import Databases, pg_conninfo_for
 from creatia_tui.data.models import OPEN_TASK_STATUSES, TASK_STATUSES
 from creatia_tui.ops.seed import SeedOptions, SeedPlan, seed
 from creatia_tui.screens.board import BoardScreen
-from creatia_tui.widgets.task_card import TaskCard, TaskColumn
+from creatia_tui.widgets.task_card import CARD_ROWS, TaskColumn
 
 TARGETS_MS = {"open": 100.0, "move": 30.0, "search": 100.0}
 # Workers of the board that stand between a key and the redrawn screen.
@@ -366,8 +366,16 @@ class BenchDatabases(Databases):
         return self._pool
 
 
-def board_calls(calls: list[Call]) -> list[Call]:
-    return [c for c in calls if c.group.startswith(BOARD_GROUPS)]
+def board_calls(calls: list[Call], started: float | None = None,
+                whole: float | None = None) -> list[Call]:
+    """The board's own calls; given the key's time and the whole time, only those sent
+    between the key and the drawn screen (a column fetching its next cards after the draw is
+    not part of the action)."""
+    mine = [c for c in calls if c.group.startswith(BOARD_GROUPS)]
+    if started is not None and whole is not None:
+        drawn = started + whole / 1000
+        mine = [c for c in mine if c.at <= drawn]
+    return mine
 
 
 def side_calls(calls: list[Call]) -> list[Call]:
@@ -495,32 +503,34 @@ def _install_probe() -> None:
     BoardScreen.say = say  # type: ignore[method-assign]
 
 
+def _drawn(screen: BoardScreen, widget: TaskColumn) -> bool:
+    """The column is on screen and has drawn its latest change (its lines are in this
+    update)."""
+    return (widget in screen._compositor.visible_widgets
+            and widget.drawn_version == widget.version)
+
+
 def _columns_drawn(app: BenchApp) -> bool:
-    """Every loaded column's cards mounted, the first of each in the visible widgets."""
+    """Every loaded column handed its cards and drawn with them."""
     screen = app.screen
     if not isinstance(screen, BoardScreen):
         return False
-    visible = screen._compositor.visible_widgets
     for status, column in screen.columns.items():
-        if not column.tasks or (status == "done" and screen.fold_done):
-            continue
-        card = screen._card(column.tasks[0].id)
-        if card is None or card not in visible:
+        widget = screen._column(status)
+        folded = status == "done" and screen.fold_done
+        wanted = [] if folded else [t.id for t in column.tasks]
+        if [t.id for t in widget.tasks] != wanted or not _drawn(screen, widget):
             return False
-    shown = sum(len(c.tasks) for s, c in screen.columns.items()
-                if not (s == "done" and screen.fold_done))
-    return len(screen.query(TaskCard)) == shown
+    return True
 
 
 def _card_drawn_in(app: BenchApp, task_id: str, status: str) -> bool:
     screen = app.screen
     if not isinstance(screen, BoardScreen):
         return False
-    card = screen._card(task_id)
-    if card is None or card not in screen._compositor.visible_widgets:
-        return False
-    column = screen.query_one(f"#column-{status}", TaskColumn).query_one(VerticalScroll)
-    return card.parent is column
+    widget = screen._column(status)
+    return _drawn(screen, widget) and any(
+        widget.tasks[row].id == task_id for row in widget.visible_rows())
 
 
 async def _settle(app: BenchApp, pilot: Any) -> None:
@@ -530,7 +540,9 @@ async def _settle(app: BenchApp, pilot: Any) -> None:
         busy = [w for w in app.workers
                 if not w.is_finished and not str(w.group).startswith("board-feed")]
         if busy:
-            await app.workers.wait_for_complete(busy)
+            # A newer load of the same group (a column's next cards) cancels an older one.
+            with contextlib.suppress(WorkerCancelled):
+                await app.workers.wait_for_complete(busy)
     await pilot.pause()
 
 
@@ -605,7 +617,7 @@ class SizeResult:
 
 def _sample(calls: list[Call], started: float, whole: float, bare: float,
             note: str = "") -> Sample:
-    mine, side = board_calls(calls), side_calls(calls)
+    mine, side = board_calls(calls, started, whole), side_calls(calls)
     drawn = started + whole / 1000
     phases = (0.0, 0.0, 0.0, whole)
     if mine:
@@ -663,13 +675,13 @@ async def measure_size(target: BenchTarget, member: Member, size: tuple[int, int
                 whole = await _until_drawn(app, started)
                 if profiler:
                     profiler.stop()
-                    result.profiles["open"] = profiler.output_text(color=False, unicode=True)
+                    result.profiles["open"] = _profile_text(profiler)
                 await _settle(app, pilot)
-                await pilot.pause(0.3)  # the live feed opens its stream beside the load
+                await pilot.pause(0.3)  # the live feed opens its stream after the load
                 calls = RECORDER.stop()
                 if not measured:
                     return None
-                bare = replayer.replay(board_calls(calls))
+                bare = replayer.replay(board_calls(calls, started, whole))
                 sample = _sample(calls, started, whole, bare)
                 sample.service = _service_ms(app)
                 return sample
@@ -679,7 +691,7 @@ async def measure_size(target: BenchTarget, member: Member, size: tuple[int, int
                 assert isinstance(screen, BoardScreen)
                 todo = screen.columns.get("todo")
                 if todo is not None and len(todo.tasks) < 3 <= todo.total:
-                    # A card moved away is not replaced by the next one: reopen the board.
+                    # Keep a few todo cards to move (the column refills itself; this is a guard).
                     await open_board(False)
                     screen = app.screen
                     assert isinstance(screen, BoardScreen)
@@ -702,7 +714,7 @@ async def measure_size(target: BenchTarget, member: Member, size: tuple[int, int
                 whole = await _until_drawn(app, started)
                 if profiler:
                     profiler.stop()
-                    result.profiles["move"] = profiler.output_text(color=False, unicode=True)
+                    result.profiles["move"] = _profile_text(profiler)
                 await _settle(app, pilot)
                 await pilot.pause(0.3)  # the change stream brings the move back to the board
                 calls = RECORDER.stop()
@@ -713,7 +725,7 @@ async def measure_size(target: BenchTarget, member: Member, size: tuple[int, int
                     {"_id": before["_id"]},
                     {"$set": {k: before.get(k) for k in
                               ("status", "position", "updated_at", "completed_at")}})
-                bare = replayer.replay(board_calls(calls))
+                bare = replayer.replay(board_calls(calls, started, whole))
                 return _sample(calls, started, whole, bare, task.task_id)
 
             search_round = 0
@@ -756,13 +768,12 @@ async def measure_size(target: BenchTarget, member: Member, size: tuple[int, int
                             "bench/README.md). Run with --search-from empty to measure "
                             "searches from an empty board.")
                 if profiler:
-                    result.profiles[f"search {text}"] = profiler.output_text(
-                        color=False, unicode=True)
+                    result.profiles[f"search {text}"] = _profile_text(profiler)
                 await _settle(app, pilot)
                 calls = RECORDER.stop()
                 if not measured:
                     return None
-                bare = replayer.replay(board_calls(calls))
+                bare = replayer.replay(board_calls(calls, started, whole))
                 found = sum(c.total for c in screen.columns.values())
                 sample = _sample(calls, started, whole, bare, f"{text} ({found:,} found)")
                 sample.service = _service_ms(app)
@@ -804,6 +815,15 @@ async def measure_size(target: BenchTarget, member: Member, size: tuple[int, int
     return result
 
 
+def _profile_text(profiler: Any) -> str:
+    """The call tree (library frames folded), then the 40 functions with the most own time
+    (Textual's included: where the UI thread's time goes)."""
+    tree = profiler.output_text(color=False, unicode=True)
+    flat = profiler.output_text(color=False, unicode=True, flat=True, show_all=True)
+    lines = flat.splitlines()
+    return tree + "\nown time by function:\n" + "\n".join(lines[:48])
+
+
 def _service_ms(app: BenchApp) -> float:
     """The board's read through its own service, called alone (no UI): the data layer's time
     (driver calls, decoding, Task objects) without the screen."""
@@ -817,24 +837,25 @@ def _service_ms(app: BenchApp) -> float:
 
 
 def _board_shape(app: BenchApp) -> dict[str, Any]:
-    """How much the open board fetched, mounted and showed."""
+    """How much the open board fetched and drew, and how many widgets it took."""
     screen = app.screen
     assert isinstance(screen, BoardScreen)
-    visible = screen._compositor.visible_widgets
-    shape: dict[str, Any] = {"visible_cards_estimate": screen.visible_cards()}
+    shape: dict[str, Any] = {"visible_cards_estimate": screen.visible_cards(),
+                             "widgets": sum(1 for _ in screen.walk_children())}
     for status in TASK_STATUSES:
         column = screen.columns.get(status)
-        widget = screen.query_one(f"#column-{status}", TaskColumn)
-        cards = list(widget.query(TaskCard))
-        fully = sum(1 for card in cards if card in visible
-                    and visible[card][0].intersection(visible[card][1]) == visible[card][0])
+        widget = screen._column(status)
+        whole = len(widget.visible_rows()) if widget.tasks else 0
+        # A card cut at the bottom: its first line is above the column's end.
+        cut = int(widget.top + whole < len(widget.tasks)
+                  and 1 + whole * CARD_ROWS < widget.size.height)
         shape[status] = {
             "fetched": len(column.tasks) if column else 0,
             "total": column.total if column else 0,
             "limit": screen.limits.get(status),
-            "mounted": len(cards),
-            "visible": sum(1 for card in cards if card in visible),
-            "fully_visible": fully,
+            "handed": len(widget.tasks),
+            "visible": whole + cut,
+            "fully_visible": whole,
         }
     return shape
 
@@ -986,12 +1007,13 @@ def print_report(results: list[SizeResult], findings: list[dict[str, Any]],
     print()
     for result in results:
         print(f"board at {result.size[0]}x{result.size[1]} after opening "
-              f"(visible_cards() {result.shape.get('visible_cards_estimate')}):")
+              f"(visible_cards() {result.shape.get('visible_cards_estimate')}; "
+              f"{result.shape.get('widgets')} widgets on the screen):")
         for status in TASK_STATUSES:
             s = result.shape.get(status, {})
             print(f"  {status:<12} fetched {s.get('fetched')} of {s.get('total'):,} "
-                  f"(limit {s.get('limit')}), mounted {s.get('mounted')}, on screen "
-                  f"{s.get('visible')} ({s.get('fully_visible')} whole)")
+                  f"(limit {s.get('limit')}), in its column widget {s.get('handed')}, on "
+                  f"screen {s.get('visible')} ({s.get('fully_visible')} whole)")
     print()
     print("explain of each distinct tasks command the board sent (reads: executionStats; "
           "writes: queryPlanner):")

@@ -7,6 +7,7 @@ session sees them.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -141,6 +142,20 @@ def test_several_changes_of_one_task_come_as_its_last(world: World, feed_dbs, wr
         assert [(c.task_id, c.task and c.task.position) for c in changes] == [
             (str(task_id), 30.0)
         ]
+
+
+def test_a_feed_opened_after_a_read_reports_what_changed_since_that_read(
+    world: World, feed_dbs, writer
+) -> None:
+    """The board opens its feed after its first load: a change made between that load and the
+    feed (updated_at after ``since``) is reported; one from before it is not."""
+    old = writer.tasks.insert_one(new_task(
+        world.lab, 1, updated_at=utcnow() - dt.timedelta(minutes=5))).inserted_id
+    since = utcnow()
+    between = writer.tasks.insert_one(new_task(world.lab, 2)).inserted_id
+    with TaskFeed(feed_dbs, actor(feed_dbs, world.jiho, world.lab), since=since) as feed:
+        seen = wait_for(feed, lambda c: c.task_id == str(between))
+        assert str(old) not in {c.task_id for c in seen}
 
 
 def test_the_polling_fallback_sees_updates(world: World, feed_dbs, writer) -> None:

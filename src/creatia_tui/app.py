@@ -16,6 +16,7 @@ clipboard of the terminal the person sits at, over SSH too; inside tmux it needs
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,8 +39,10 @@ from creatia_tui.screens.base import AppScreen, unexpected
 from creatia_tui.screens.dialogs import SwitchOrganizationScreen
 from creatia_tui.screens.sign_in import SignInScreen
 from creatia_tui.session import Session
+from creatia_tui.textual_fixes import apply as apply_textual_fixes
 
 log = logging.getLogger(__name__)
+apply_textual_fixes()
 
 TITLE = "creatia-tui"
 
@@ -187,11 +190,16 @@ class CreatiaApp(App[None]):
         self._password = password
         self._start_organization = organization_id
         self.sub_title = "not signed in"
+        self._gc_frozen = False
 
     def on_mount(self) -> None:
         # Pushed over the blank default screen, not returned by get_default_screen: Textual
         # cannot switch away from the default screen, and every later screen replaces this one.
         self.push_screen(SignInScreen(self._email, self._password))
+
+    def on_unmount(self) -> None:
+        if self._gc_frozen:  # what was frozen at sign-in may be collected again
+            gc.unfreeze()
 
     # ------------------------------------------------------------ signing in
     def signed_in(self, user: User, choices: list[OrganizationChoice]) -> None:
@@ -246,6 +254,12 @@ class CreatiaApp(App[None]):
         self.call_from_thread(setattr, session, "organizations", choices)
 
     def _organization_loaded(self, choice: OrganizationChoice, permissions: frozenset[str]) -> None:
+        if not self._gc_frozen:
+            # What is alive once signed in (modules, styles, the session) lives as long as the
+            # app: keep it out of the collector's full passes, which otherwise walk it inside
+            # the time from a key to the screen (~50 ms a pass on the board). Thawed on exit.
+            gc.freeze()
+            self._gc_frozen = True
         session = self.session
         assert session is not None
         session.current = choice

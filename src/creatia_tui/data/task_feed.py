@@ -1,9 +1,10 @@
 """Live changes of one organization's tasks, for an open board (others' moves within 2 seconds).
 
-A board opens a :class:`TaskFeed` (before it loads its columns, so nothing falls between the load
-and the feed) and calls :meth:`TaskFeed.next_changes` in a loop from a thread worker; each call
-blocks up to its timeout and returns what changed, or ``[]``. ``close()`` ends it, from any
-thread.
+A board opens a :class:`TaskFeed` once its first load is in (beside the load it would share the
+single-threaded server with it), with ``since`` set to when that load began, so what changed
+meanwhile is reported too (read once by ``updated_at``); it then calls
+:meth:`TaskFeed.next_changes` in a loop from a thread worker; each call blocks up to its timeout
+and returns what changed, or ``[]``. ``close()`` ends it, from any thread.
 
 Two ways, chosen per feed:
 
@@ -98,7 +99,12 @@ def _coalesce(changes: list[TaskChange]) -> list[TaskChange]:
 
 
 class TaskFeed:
-    def __init__(self, dbs: Databases, actor: Actor, *, force_polling: bool = False) -> None:
+    def __init__(
+        self, dbs: Databases, actor: Actor, *, force_polling: bool = False,
+        since: dt.datetime | None = None,
+    ) -> None:
+        """``since``: a feed opened after the reader's own read (the board's first load) also
+        reports the tasks changed since that read began, so nothing falls between the two."""
         with dbs.pg() as conn:
             require(conn, actor, "tasks.read")
         self.organization_id = actor.organization_id
@@ -108,8 +114,8 @@ class TaskFeed:
         self._resume_token: Any = None
         self._ever_opened = False
         self._last_good = utcnow()  # when the stream last answered (catch-up point)
-        self._catch_up_from: dt.datetime | None = None
-        self._watermark = utcnow()
+        self._catch_up_from: dt.datetime | None = None if since is None else since - OVERLAP
+        self._watermark = utcnow() if since is None else since
         self._seen: dict[str, dt.datetime] = {}
         self._next_poll = 0.0
         self._retry_at = 0.0

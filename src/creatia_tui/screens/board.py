@@ -1,11 +1,13 @@
 """The kanban board: an organization's tasks in status columns, triaged from the keyboard.
 
-The board keeps a cursor (column, card) of its own instead of moving the focus through card
-widgets: arrows or h/j/k/l move it, and every action works on the card under it. Only what fits
-is fetched: each column asks for the cards the terminal can show plus a few, and asks for more
-when the cursor reaches the last one loaded. Writes go through BoardService (permission check,
-optimistic ``updated_at`` check, activity log) in a thread; the card is updated in place on
-success and reloaded on a conflict, so nothing someone else wrote is overwritten.
+The board keeps a cursor (column, card) of its own: arrows or h/j/k/l move it, and every action
+works on the card under it (``current_task``). Each column is one widget that draws its cards
+as lines (widgets/task_card.py says why), so the cursor, a move or a reload changes lists and
+repaints lines instead of mounting card widgets. Only what fits is fetched: each column asks for
+the cards the terminal can show plus a few, and asks for more when the cursor reaches the last
+one loaded, or when cards moved out leave it short. Writes go through BoardService (permission
+check, optimistic ``updated_at`` check, activity log) in a thread; the card is updated in place
+on success and reloaded on a conflict, so nothing someone else wrote is overwritten.
 
 Changes made by others arrive from a TaskFeed (a change stream, or polling where the server has
 none) in a background thread and are applied to the cards without moving the cursor.
@@ -14,6 +16,7 @@ none) in a background thread and are applied to the cards without moving the cur
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 from collections.abc import Iterable
 from functools import partial
@@ -22,7 +25,7 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Input, Static
 from textual.worker import get_current_worker
@@ -46,12 +49,13 @@ from creatia_tui.errors import UserError, one_line
 from creatia_tui.screens.base import AppScreen
 from creatia_tui.screens.dialogs import ConfirmScreen, PickScreen
 from creatia_tui.screens.task_forms import SaveFilterForm
-from creatia_tui.widgets.task_card import STATUS_TITLES, TaskCard, TaskColumn
+from creatia_tui.widgets.task_card import CARD_ROWS, STATUS_TITLES, TaskColumn
 
 log = logging.getLogger(__name__)
 
-CARD_ROWS = 4  # three lines and a gap
 UNASSIGNED_CHOICE = "-unassigned-"
+BOARD_CHROME_LINES = 5  # header, filter line, message, status line, footer
+IDLE_COLLECT_SECONDS = 0.1
 
 
 class BoardScreen(AppScreen):
@@ -129,7 +133,14 @@ class BoardScreen(AppScreen):
         self.last_move: MoveRecord | None = None
         self.saved_filters: list[SavedFilter] = []  # the user's own (built-ins are constants)
         self._loaded_once = False
+        self.feed_mode: str | None = None  # how changes by others arrive, once the feed is open
         self._busy = False  # one write at a time: keys pressed meanwhile are refused
+        self._composed = False  # on_mount ran: the columns exist
+        self._early: Any = None  # the first load's outcome, when it came before on_mount
+        # The first load starts now, before the screen is composed and mounted, so the reads
+        # overlap that work instead of following it (~30 ms on the way from key to screen).
+        self._first_load_at = utcnow()
+        self._start_load(None)
 
     # ------------------------------------------------------------ layout
     def compose_body(self) -> Iterable[Widget]:
@@ -143,10 +154,13 @@ class BoardScreen(AppScreen):
                 yield TaskColumn(status)
 
     def on_mount(self) -> None:
+        self._composed = True
         self._show_filter()
-        self.action_reload()
-        self._load_saved_filters()
-        self._follow_changes()
+        early, self._early = self._early, None
+        if early is not None:
+            early()
+        elif not self._loaded_once:
+            self.say("Loading the board…")
 
     @property
     def service(self) -> BoardService:
@@ -158,7 +172,10 @@ class BoardScreen(AppScreen):
 
     def visible_cards(self) -> int:
         # The board's height less the column title; at least a few so a tiny terminal works.
-        height = self.query_one("#board").size.height or (self.size.height - 6)
+        # Before the screen is laid out (the first load): the terminal less the lines around
+        # the board (header, filter line, message, status line, footer).
+        height = self.query_one("#board").size.height if self._composed else 0
+        height = height or (self.app.size.height - BOARD_CHROME_LINES)
         return max((height - 1) // CARD_ROWS + 1, 3)
 
     def _show_filter(self) -> None:
@@ -168,21 +185,35 @@ class BoardScreen(AppScreen):
 
     # ------------------------------------------------------------ loading
     def action_reload(self, note: str | None = None) -> None:
+        if not self._loaded_once:
+            self.say("Loading the board…")
+        self._start_load(note)
+
+    def _start_load(self, note: str | None) -> None:
         # As deep as a column was loaded: the selected card stays loaded (and selected).
         limit = max([self.visible_cards() + 4, *self.limits.values()])
         self.limits = dict.fromkeys(self.statuses, limit)
         task_filter = self.task_filter
         statuses = self.statuses
         service = self.service
-        if not self._loaded_once:
-            self.say("Loading the board…")
         self.run_job(
             lambda: service.load_board(task_filter, statuses, limit),
             lambda columns: self._loaded(columns, note),
+            failed=self._load_failed,
             group="board-load",
         )
 
+    def _load_failed(self, sentence: str) -> None:
+        if not self._composed:
+            self._early = partial(self._load_failed, sentence)
+            return
+        self.say(sentence, error=True)
+
     def _loaded(self, columns: list[BoardColumn], note: str | None) -> None:
+        if not self._composed:  # answered before the screen was mounted (a small board)
+            self._early = partial(self._loaded, columns, note)
+            return
+        first = not self._loaded_once
         self._loaded_once = True
         selected = self.selected_task()
         self.columns = {column.status: column for column in columns}
@@ -195,41 +226,28 @@ class BoardScreen(AppScreen):
         self._paint_cursor()
         total = sum(c.total for c in columns)
         self.say(note or f"{total} task{'s' if total != 1 else ''} · {self.task_filter.describe()}")
+        # Once this is on screen and nobody waits: collect the garbage this load made of the
+        # cards (and the screen) it replaced, which the collector would otherwise walk in the
+        # middle of a later key (30-140 ms pauses measured by the bench).
+        self.call_after_refresh(self.set_timer, IDLE_COLLECT_SECONDS, gc.collect)
+        if first:
+            # Only now, and once the cards are drawn: beside the first load they would share the
+            # (single-threaded) servers with it, and their threads the interpreter with the
+            # drawing. The feed reports what changed since that load began: nothing is missed.
+            self.call_after_refresh(self._load_saved_filters)
+            self.call_after_refresh(self._follow_changes, self._first_load_at)
 
-    def _fill_column(self, status: str, now: dt.datetime) -> None:
-        widget = self.query_one(f"#column-{status}", TaskColumn)
+    def _column(self, status: str) -> TaskColumn:
+        return self.query_one(f"#column-{status}", TaskColumn)
+
+    def _fill_column(self, status: str, now: dt.datetime | None = None) -> None:
+        """Hand a column its loaded tasks (none while folded) and counts; it redraws itself."""
+        widget = self._column(status)
         column = self.columns.get(status, BoardColumn(status, [], 0))
         folded = status == "done" and self.fold_done
-        widget.set_class(folded, "-collapsed")
+        widget.set_collapsed(folded)
         widget.set_title(len(column.tasks), column.total, folded)
-        scroll = widget.query_one(VerticalScroll)
-        tasks = [] if folded else column.tasks
-        # Cards already shown are updated and moved in place, only new ones are mounted: a card
-        # removed and mounted again at once would clash with itself (a removed widget keeps its
-        # id until its removal is processed), and a reload would fail with DuplicateIds.
-        cards = {card.card_task.id: card for card in scroll.query_children(TaskCard)}
-        wanted = {task.id for task in tasks}
-        stale = [c for task_id, c in cards.items() if task_id not in wanted and c.display]
-        if stale:
-            scroll.remove_children(stale)
-        previous: TaskCard | None = None
-        for task in tasks:
-            card = cards.get(task.id)
-            if card is None:
-                card = TaskCard(task, now)
-                if previous is not None:
-                    scroll.mount(card, after=previous)
-                elif scroll.children:
-                    scroll.mount(card, before=scroll.children[0])
-                else:
-                    scroll.mount(card)
-            else:
-                card.update_task(task, now)
-                if previous is not None:
-                    scroll.move_child(card, after=previous)
-                elif scroll.children[0] is not card:
-                    scroll.move_child(card, before=scroll.children[0])
-            previous = card
+        widget.set_cards([] if folded else column.tasks, now or utcnow())
 
     def _load_more(self, status: str) -> None:
         column = self.columns.get(status)
@@ -264,6 +282,11 @@ class BoardScreen(AppScreen):
         row = min(self.row_by_status[self.current_status], len(column.tasks) - 1)
         return column.tasks[row]
 
+    @property
+    def current_task(self) -> Task | None:
+        """The task under the cursor, which every key acts on (None: an empty column)."""
+        return self.selected_task()
+
     def _select_task(self, task_id: str) -> bool:
         for index, status in enumerate(self.statuses):
             column = self.columns.get(status)
@@ -277,21 +300,18 @@ class BoardScreen(AppScreen):
         return False
 
     def _paint_cursor(self) -> None:
-        selected = self.selected_task()
-        for card in self.query(TaskCard):
-            card.set_class(selected is not None and card.card_task.id == selected.id, "-selected")
-        for column in self.query(TaskColumn):
-            column.set_class(column.status == self.current_status, "-current")
-        if selected is not None:
-            card = self._card(selected.id)
-            if card is not None:
-                card.scroll_visible(animate=False)
-
-    def _card(self, task_id: str) -> TaskCard | None:
-        # A card still being removed (moved to another column a moment ago, where a new card
-        # stands for it) is skipped: Textual reports display False while it prunes a widget.
-        cards = self.query(f"#card-{task_id}").results(TaskCard)
-        return next((card for card in cards if card.display), None)
+        """The cursor on its column's card and that column's title; every column repaints
+        only what changed (two cards and two titles at most)."""
+        for index, status in enumerate(self.statuses):
+            widget = self._column(status)
+            current = index == self.column_index
+            widget.mark_current(current)
+            column = self.columns.get(status)
+            has_cards = column is not None and bool(column.tasks) and not widget.collapsed
+            widget.set_cursor(
+                min(self.row_by_status[status], len(column.tasks) - 1)
+                if current and has_cards and column is not None else None
+            )
 
     def action_column(self, delta: int) -> None:
         count = len(self.statuses)
@@ -353,7 +373,8 @@ class BoardScreen(AppScreen):
         self._paint_cursor()
 
     def _place(self, task: Task, *, select: bool = False) -> None:
-        """Put a task where its status and position say, updating or moving its card."""
+        """Put a task where its status and position say (in the loaded lists), and redraw the
+        columns it left and entered."""
         old_status = next(
             (s for s, c in self.columns.items() if any(t.id == task.id for t in c.tasks)), None
         )
@@ -362,11 +383,9 @@ class BoardScreen(AppScreen):
             old.tasks = [t for t in old.tasks if t.id != task.id]
             if old_status != task.status:
                 old.total -= 1
-        card = self._card(task.id)
+            self._fill_column(old_status)
         column = self.columns.get(task.status)
         if column is None:
-            if card is not None:
-                card.remove()
             self._refresh_titles()
             return
         if old_status != task.status:
@@ -376,46 +395,27 @@ class BoardScreen(AppScreen):
         unloaded_remain = len(column.tasks) + 1 < column.total
         if column.tasks and index == len(ordered) - 1 and unloaded_remain:
             # It sorts past the loaded end: the column shows it when it loads that far.
-            if card is not None:
-                card.remove()
             self._refresh_titles()
             return
         column.tasks = ordered
-        scroll = self.query_one(f"#column-{task.status}", TaskColumn).query_one(VerticalScroll)
-        others = [child for child in scroll.children if child is not card]
-        if card is not None and old_status == task.status:
-            card.update_task(task, utcnow())
-            if index < len(others):
-                scroll.move_child(card, before=others[index])
-            elif others:
-                scroll.move_child(card, after=others[-1])
-        else:
-            if card is not None:
-                card.remove()
-            new_card = TaskCard(task, utcnow())
-            if index < len(others):
-                scroll.mount(new_card, before=others[index])
-            else:
-                scroll.mount(new_card)
+        self._fill_column(task.status)
         if select:
             self._select_task(task.id)
         self._refresh_titles()
 
     def _remove_task(self, task_id: str) -> None:
-        for column in self.columns.values():
+        for status, column in self.columns.items():
             if any(t.id == task_id for t in column.tasks):
                 column.tasks = [t for t in column.tasks if t.id != task_id]
                 column.total -= 1
-        card = self._card(task_id)
-        if card is not None:
-            card.remove()
+                self._fill_column(status)
         self._refresh_titles()
 
     def _refresh_titles(self) -> None:
         visible = self.visible_cards()
         for status in self.statuses:
             column = self.columns.get(status, BoardColumn(status, [], 0))
-            self.query_one(f"#column-{status}", TaskColumn).set_title(
+            self._column(status).set_title(
                 len(column.tasks), column.total, status == "done" and self.fold_done
             )
             # Cards moved out of a column that holds more on the server: fetch its next ones,
@@ -662,10 +662,12 @@ class BoardScreen(AppScreen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "board-search":
             return
+        # The search first, then closing the line: its reads are under way while Textual
+        # restyles the screen and recomposes the footer for the focus that left the line.
+        self.set_filter(self.task_filter.with_(text=event.value.strip() or None))
         event.input.remove_class("-open")
         event.input.can_focus = False
         self.set_focus(None)
-        self.set_filter(self.task_filter.with_(text=event.value.strip() or None))
 
     def key_escape(self) -> None:
         search = self.query_one("#board-search", Input)
@@ -735,15 +737,16 @@ class BoardScreen(AppScreen):
 
     # ------------------------------------------------------------ changes by others
     @work(thread=True, group="board-feed", exit_on_error=False)
-    def _follow_changes(self) -> None:
+    def _follow_changes(self, since: dt.datetime | None = None) -> None:
         from creatia_tui.data.task_feed import TaskFeed
 
         worker = get_current_worker()
         try:
-            feed = TaskFeed(self.creatia.dbs, self.actor)
+            feed = TaskFeed(self.creatia.dbs, self.actor, since=since)
         except UserError as exc:
             log.warning("live board updates are off: %s", one_line(str(exc)))
             return
+        self.app.call_from_thread(setattr, self, "feed_mode", feed.mode)
         try:
             while not worker.is_cancelled:
                 changes = feed.next_changes(1.0)
