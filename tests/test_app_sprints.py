@@ -10,6 +10,7 @@ clock is patched), so the snapshots do not move with the calendar.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -147,6 +148,20 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 def seeded(dbs: Databases, world: World, fixed_clock: None) -> World:
     seed_sprints(dbs, world)
     return world
+
+
+async def metrics_when(
+    pilot: Pilot[Any], dbs: Databases, world: World, sprint_id: str,
+    done: Callable[[dict[str, Any]], bool],
+) -> dict[str, Any]:
+    """The sprint's metrics once `done` holds: the board recomputes them on a thread of its own
+    after the write (the issue allows 2 seconds)."""
+    deadline = time.monotonic() + 2
+    metrics = sprint(dbs, world, sprint_id)["metrics"]
+    while not done(metrics) and time.monotonic() < deadline:
+        await pilot.pause(0.05)
+        metrics = sprint(dbs, world, sprint_id)["metrics"]
+    return metrics
 
 
 def sprint(dbs: Databases, world: World, sprint_id: str) -> dict[str, Any]:
@@ -420,7 +435,7 @@ async def test_the_board_moves_a_task_into_a_sprint_and_metrics_follow(
     dbs: Databases, seeded: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = seeded
-    monkeypatch.setattr(BoardScreen, "_follow_changes", lambda self: None)
+    monkeypatch.setattr(BoardScreen, "_follow_changes", lambda self, *_: None)
     app = app_as(dbs, "jiho", world.lab)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -435,17 +450,19 @@ async def test_the_board_moves_a_task_into_a_sprint_and_metrics_follow(
         assert [value for _, value in picker.options] == [S3, S4, "backlog"]
         await keys(pilot, *"검색", "enter")
         assert task(dbs, world, 7)["sprint_id"] == S4
-        assert sprint(dbs, world, S4)["metrics"]["total_tasks"] == 1
+        metrics = await metrics_when(pilot, dbs, world, S4, lambda m: m["total_tasks"] == 1)
+        assert metrics["total_tasks"] == 1
         assert message_of(app) == "TASK-0007 is now in 스프린트 4 · 검색."
         # A move on the board: the sprint's metrics follow (no recompute by hand).
         assert board._select_task(str(oid(0x45)))  # TASK-0005, todo in sprint 3
         await keys(pilot, "greater_than_sign")
-        metrics = sprint(dbs, world, S3)["metrics"]
+        metrics = await metrics_when(pilot, dbs, world, S3, lambda m: m["todo_tasks"] == 1)
         assert (metrics["todo_tasks"], metrics["in_progress_tasks"]) == (1, 3)
         await keys(pilot, "b")
         await keys(pilot, *"backlog", "enter")
         assert task(dbs, world, 5)["sprint_id"] is None
-        assert sprint(dbs, world, S3)["metrics"]["total_tasks"] == 5
+        metrics = await metrics_when(pilot, dbs, world, S3, lambda m: m["total_tasks"] == 5)
+        assert metrics["total_tasks"] == 5
 
 
 # ---------------------------------------------------------------- snapshots

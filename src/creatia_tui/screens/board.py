@@ -18,7 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, ClassVar
 
@@ -52,6 +53,21 @@ from creatia_tui.screens.task_forms import SaveFilterForm
 from creatia_tui.widgets.task_card import CARD_ROWS, STATUS_TITLES, TaskColumn
 
 log = logging.getLogger(__name__)
+
+# A write's follow-up (its sprints' metrics: an aggregate over up to thousands of tasks) runs on
+# one thread of its own, so the board draws the move without waiting for it; one thread keeps
+# the recomputations in the order of the writes.
+_FOLLOW_UP = ThreadPoolExecutor(max_workers=1, thread_name_prefix="board-follow-up")
+
+
+def _after_the_write(work: Callable[[], None]) -> None:
+    def logged() -> None:
+        try:
+            work()
+        except Exception:  # a follow-up must never fail silently, nor take the app down
+            log.exception("a board write's follow-up failed")
+
+    _FOLLOW_UP.submit(logged)
 
 UNASSIGNED_CHOICE = "-unassigned-"
 BOARD_CHROME_LINES = 5  # header, filter line, message, status line, footer
@@ -164,7 +180,7 @@ class BoardScreen(AppScreen):
 
     @property
     def service(self) -> BoardService:
-        return BoardService(self.creatia.dbs, self.actor)
+        return BoardService(self.creatia.dbs, self.actor, after_commit=_after_the_write)
 
     @property
     def statuses(self) -> tuple[str, ...]:
