@@ -231,9 +231,13 @@ def test_mongo_panels_show_real_values_and_rates(dbs: Databases) -> None:
     assert second.connections_current and second.connections_current >= 1
     assert second.profiling_level in (0, 1, 2) and second.profiled == []
     assert second.operations is not None  # SecantusDB answers currentOp
-    assert second.db_stats and second.db_stats["collections"]
-    names = {c.name for c in second.collections or []}
-    assert "tasks" in names
+    # SecantusDB sizes by reading every document: not in a poll, only on request.
+    assert second.process == "secantus" and second.sizes_skipped and second.db_stats is None
+    names = {c.name: c for c in second.collections or []}
+    assert "tasks" in names and names["tasks"].documents is None
+    sized = sample_mongo(dbs.mongo, sizes=True)
+    assert sized.db_stats and sized.db_stats["collections"] and sized.sizes_skipped is None
+    assert {c.name: c for c in sized.collections or []}["tasks"].documents == 0
     assert any(u.collection == "tasks" and u.name == "_id_" for u in second.index_usage or [])
     rates = mongo_rates(second, first)
     assert rates is not None and rates.total_operations and rates.total_operations > 0

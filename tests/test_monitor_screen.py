@@ -112,6 +112,11 @@ async def test_live_figures_and_cancelling_a_blocked_query(
         storage = text_of(screen, "#storage-body")
         assert "public.users" in storage and "tasks" in storage and "next month" in storage
         assert "pg_sleep" not in text_of(screen, "#statements-body")
+        assert "MongoDB sizes not read: this server (secantus)" in storage
+        await pilot.press("s")
+        await settle(pilot)
+        assert message_of(app).startswith("MongoDB sizes read in ")
+        assert "MongoDB sizes as read on request" in text_of(screen, "#storage-body")
 
         await pilot.press("right_square_bracket")
         assert screen.query_one(TabbedContent).active == "sessions"

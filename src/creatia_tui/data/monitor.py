@@ -43,9 +43,10 @@ def may_read(conn: psycopg.Connection, actor: Actor) -> None:
     require(conn, actor, READ)
 
 
-def read_mongo(db: Database, *, full: bool = True) -> MongoSample:
-    """MongoDB's figures; the caller has checked :func:`may_read` (see the module's decision)."""
-    return sample_mongo(db, full=full)
+def read_mongo(db: Database, *, full: bool = True, sizes: bool | None = None) -> MongoSample:
+    """MongoDB's figures; the caller has checked :func:`may_read` (see the module's decision).
+    ``sizes``: see :func:`~creatia_tui.ops.monitor.sample_mongo`."""
+    return sample_mongo(db, full=full, sizes=sizes)
 
 
 def signal_backend(

@@ -19,11 +19,18 @@ Everything a server may leave out is ``None`` ("absent" on screen), never an err
 
 Slow-changing sections (sizes, per-collection and per-index statistics, partitions) are read on a
 "full" poll only; the screen asks for one every few polls, so a 2-second refresh stays cheap.
+
+MongoDB sizes (dbStats, collStats) are read automatically only from a real ``mongod``/``mongos``
+(``serverStatus.process``), where they come from metadata. SecantusDB counts and sizes by reading
+every document, under its global lock (measured: collStats ~30 µs a document, a count ~10 µs, so
+tens of seconds at a million tasks, with every other operation waiting): there they are read only
+when asked for (``sizes=True``; the screen's ``s`` key).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -415,6 +422,10 @@ class ProfiledOperation:
     summary: str | None
 
 
+# serverStatus.process of the servers whose dbStats/collStats read metadata, not documents.
+METADATA_SIZED = ("mongod", "mongos")
+
+
 @dataclass
 class MongoSample:
     sampled_at: float  # time.monotonic(): serverStatus' localTime may be absent
@@ -436,6 +447,8 @@ class MongoSample:
     db_stats: dict[str, int | float | None] | None = None
     collections: list[CollectionStat] | None = None
     index_usage: list[IndexUse] | None = None
+    process: str | None = None
+    sizes_skipped: str | None = None  # why dbStats/collStats were not read
     cost_ms: float = 0.0
 
 
@@ -465,8 +478,11 @@ CURRENT_OP: dict[str, Any] = {"currentOp": 1, "active": True,
                               "secs_running": {"$gte": LONG_OPERATION_S}}
 
 
-def sample_mongo(db: Database, *, full: bool = True) -> MongoSample:
+def sample_mongo(db: Database, *, full: bool = True, sizes: bool | None = None) -> MongoSample:
     """One poll of MongoDB; ``db`` is the execution-data database.
+
+    ``sizes``: read dbStats and collStats on a full poll (True), never (False), or only where
+    they are cheap (None: a real mongod or mongos; see the module docstring).
 
     Connection failures (PyMongoError other than OperationFailure) propagate: the caller turns
     them into "down". A command the server refuses makes only its own section absent."""
@@ -487,6 +503,7 @@ def sample_mongo(db: Database, *, full: bool = True) -> MongoSample:
         full=full,
         database=db.name,
         absent=absent,
+        process=_get(status, "process"),
     )
     try:
         inprog = admin.command(CURRENT_OP).get("inprog") or []
@@ -512,34 +529,44 @@ def sample_mongo(db: Database, *, full: bool = True) -> MongoSample:
     except OperationFailure as exc:
         absent["profiler"] = _reason(exc)
     if full:
-        _sample_mongo_details(db, sample)
+        if sizes is None:
+            process = os.path.basename(str(sample.process or "")).removesuffix(".exe")
+            sizes = process in METADATA_SIZED
+        if not sizes:
+            sample.sizes_skipped = (
+                f"this server ({sample.process or 'unknown'}) reads every document to size a "
+                "collection; read sizes on request"
+            )
+        _sample_mongo_details(db, sample, sizes=bool(sizes))
     sample.cost_ms = (time.perf_counter() - started) * 1000
     return sample
 
 
-def _sample_mongo_details(db: Database, sample: MongoSample) -> None:
-    try:
-        stats = db.command("dbStats")
-        sample.db_stats = {k: _number(stats.get(k)) for k in (
-            "collections", "objects", "dataSize", "storageSize", "indexes", "indexSize")}
-    except OperationFailure as exc:
-        sample.absent["dbStats"] = _reason(exc)
+def _sample_mongo_details(db: Database, sample: MongoSample, *, sizes: bool) -> None:
+    if sizes:
+        try:
+            stats = db.command("dbStats")
+            sample.db_stats = {k: _number(stats.get(k)) for k in (
+                "collections", "objects", "dataSize", "storageSize", "indexes", "indexSize")}
+        except OperationFailure as exc:
+            sample.absent["dbStats"] = _reason(exc)
     collections: list[CollectionStat] = []
     usage: list[IndexUse] = []
     names = sorted(n for n in db.list_collection_names() if not n.startswith("system."))
     for name in names:
-        try:
-            stats = db.command("collStats", name)
-            collections.append(CollectionStat(
-                name=name, documents=_number(stats.get("count")),
-                size_bytes=_number(stats.get("size")),
-                storage_bytes=_number(stats.get("storageSize")),
-                indexes=_number(stats.get("nindexes")),
-                index_bytes=_number(stats.get("totalIndexSize")),
-            ))
-        except OperationFailure as exc:
-            sample.absent["collStats"] = _reason(exc)
-            collections.append(CollectionStat(name, None, None, None, None, None))
+        stats: Mapping[str, Any] = {}
+        if sizes:
+            try:
+                stats = db.command("collStats", name)
+            except OperationFailure as exc:
+                sample.absent["collStats"] = _reason(exc)
+        collections.append(CollectionStat(
+            name=name, documents=_number(stats.get("count")),
+            size_bytes=_number(stats.get("size")),
+            storage_bytes=_number(stats.get("storageSize")),
+            indexes=_number(stats.get("nindexes")),
+            index_bytes=_number(stats.get("totalIndexSize")),
+        ))
         try:
             for doc in db[name].aggregate([{"$indexStats": {}}]):
                 usage.append(IndexUse(

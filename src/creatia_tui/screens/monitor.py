@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from pymongo.errors import PyMongoError
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -110,7 +111,7 @@ def poll_databases(dbs: Databases, actor: Actor, *, full: bool) -> PollResult:
                 result.mongo = service.read_mongo(dbs.mongo, full=full)
             except UserError as exc:
                 result.mongo_error = one_line(str(exc))
-            except Exception as exc:  # the server went away between ping and sample
+            except PyMongoError as exc:  # the server went away between ping and sample
                 error = dbs.mongo_error(exc)
                 dbs.mongo_link.mark_down(error)
                 result.mongo_error = error.cause
@@ -118,6 +119,17 @@ def poll_databases(dbs: Databases, actor: Actor, *, full: bool) -> PollResult:
     result.wall_ms = (time.perf_counter() - started) * 1000
     result.cpu_ms = (time.thread_time() - cpu) * 1000
     return result
+
+
+def read_sizes(dbs: Databases, actor: Actor) -> MongoSample:
+    """MongoDB's dbStats and collStats on request (blocking; see ops.monitor on their cost)."""
+    if not dbs.pg_link.down:  # the module decision of data.monitor: PostgreSQL checks when up
+        with dbs.pg() as conn:
+            service.may_read(conn, actor)
+    try:
+        return service.read_mongo(dbs.mongo, full=True, sizes=True)
+    except PyMongoError as exc:
+        raise dbs.mongo_error(exc) from None
 
 
 # ---------------------------------------------------------------- rendering (pure)
@@ -191,7 +203,10 @@ def _table(title: str, *columns: str) -> Table:
     return table
 
 
-def storage_tables(pg: PgSample | None, mongo: MongoSample | None) -> list[Table | Text]:
+def storage_tables(
+    pg: PgSample | None, mongo: MongoSample | None, sizes: MongoSample | None = None
+) -> list[Table | Text]:
+    """``sizes``: the last MongoDB sample read with sizes on request (key s), if any."""
     parts: list[Table | Text] = []
     if pg is not None and pg.tables is not None:
         tables = _table("PostgreSQL tables", "table", "size", "rows", "seq scan %")
@@ -214,17 +229,24 @@ def storage_tables(pg: PgSample | None, mongo: MongoSample | None) -> list[Table
         state = "exists" if pg.next_partition_exists else "MISSING"
         parts.append(Text(f"next month's partition {pg.next_partition}: {state}",
                           style="" if pg.next_partition_exists else "bold red"))
-    if mongo is not None and mongo.db_stats is not None:
-        s = mongo.db_stats
+    if mongo is not None and sizes is None and mongo.sizes_skipped:
+        parts.append(Text(f"MongoDB sizes not read: {mongo.sizes_skipped} (s reads them now).",
+                          style="yellow"))
+    sized = sizes or mongo
+    if sizes is not None:
+        parts.append(Text(f"MongoDB sizes as read on request ({sizes.cost_ms:.0f} ms; s reads "
+                          "them again).", style="dim"))
+    if sized is not None and sized.db_stats is not None:
+        s = sized.db_stats
         parts.append(Text(
-            f"MongoDB {mongo.database}: {num(s.get('collections'))} collections · "
+            f"MongoDB {sized.database}: {num(s.get('collections'))} collections · "
             f"{num(s.get('objects'))} documents · data {human_bytes(s.get('dataSize'))} · "
             f"storage {human_bytes(s.get('storageSize'))} · {num(s.get('indexes'))} indexes "
             f"{human_bytes(s.get('indexSize'))}"))
-    if mongo is not None and mongo.collections is not None:
+    if sized is not None and sized.collections is not None:
         collections = _table("MongoDB collections", "collection", "documents", "size",
                              "indexes", "index size")
-        for c in mongo.collections:
+        for c in sized.collections:
             collections.add_row(c.name, num(c.documents), human_bytes(c.size_bytes),
                                 num(c.indexes), human_bytes(c.index_bytes))
         parts.append(collections)
@@ -327,6 +349,7 @@ class MonitorScreen(AppScreen):
         Binding("x", "terminate_backend", "Terminate session", show=False),
         Binding("K", "kill_operation", "Kill Mongo op", show=False),
         Binding("f", "profiling", "Profiling level", show=False),
+        Binding("s", "read_sizes", "Read MongoDB sizes", show=False),
     ]
 
     DEFAULT_CSS = """
@@ -382,6 +405,7 @@ class MonitorScreen(AppScreen):
         self.previous_mongo: MongoSample | None = None
         self.full_pg: PgSample | None = None  # the last sample with sizes and statistics
         self.full_mongo: MongoSample | None = None
+        self.mongo_sizes: MongoSample | None = None  # read on request (s)
         self.last_full_at = float("-inf")
         self.series = {key: Series() for key, _, _ in SPARKS}
         self._timer: Timer | None = None
@@ -488,7 +512,7 @@ class MonitorScreen(AppScreen):
             self.query_one("#statements-body", Static).update(
                 _group(statement_tables(self.full_pg, self.full_mongo)))
             self.query_one("#storage-body", Static).update(
-                _group(storage_tables(self.full_pg, self.full_mongo)))
+                _group(storage_tables(self.full_pg, self.full_mongo, self.mongo_sizes)))
             self._show_cost()
 
     def _show_sparklines(self) -> None:
@@ -575,6 +599,17 @@ class MonitorScreen(AppScreen):
         pane = self.query_one(f"#{tabs.active}", TabPane)
         target = pane.query("#pg-sessions, VerticalScroll").first()
         target.focus()
+
+    def action_read_sizes(self) -> None:
+        self.say("Reading MongoDB's sizes (this server may take a while)…")
+        dbs, actor = self.creatia.dbs, self.actor
+        self.run_job(lambda: read_sizes(dbs, actor), self._sizes_read, group="monitor-sizes")
+
+    def _sizes_read(self, sample: MongoSample) -> None:
+        self.mongo_sizes = sample
+        self.query_one("#storage-body", Static).update(
+            _group(storage_tables(self.full_pg, self.full_mongo, self.mongo_sizes)))
+        self.say(f"MongoDB sizes read in {sample.cost_ms:.0f} ms (Storage tab).")
 
     # ------------------------------------------------------------ actions
     def highlighted_backend(self) -> Any:
