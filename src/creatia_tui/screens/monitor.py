@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import psycopg
 from pymongo.errors import PyMongoError
 from rich.console import Group
 from rich.table import Table
@@ -42,6 +43,7 @@ from creatia_tui.errors import PermissionDenied, UserError, one_line
 from creatia_tui.ops.monitor import (
     LONG_OPERATION_S,
     SLOW_STATEMENT_MS,
+    Backend,
     MongoRates,
     MongoSample,
     PgRates,
@@ -612,7 +614,7 @@ class MonitorScreen(AppScreen):
         self.say(f"MongoDB sizes read in {sample.cost_ms:.0f} ms (Storage tab).")
 
     # ------------------------------------------------------------ actions
-    def highlighted_backend(self) -> Any:
+    def highlighted_backend(self) -> Backend | None:
         key = highlighted_key(self.query_one("#pg-sessions", DataTable))
         activity = self.last.pg.activity if self.last and self.last.pg else []
         return next((b for b in activity if str(b.pid) == key), None)
@@ -621,7 +623,14 @@ class MonitorScreen(AppScreen):
         backend = self.highlighted_backend()
         return ("the backend's pid", str(backend.pid)) if backend else None
 
-    def _confirm_then(self, question: str, yes: str, run: Any, done: str) -> None:
+    def _confirm_then(
+        self,
+        question: str,
+        yes: str,
+        run: Callable[[psycopg.Connection[Any]], object],
+        done: str,
+    ) -> None:
+        """Ask; on yes run the service call in a transaction, then say ``done`` and poll."""
         def answered(ok: bool | None) -> None:
             if ok:
                 self.run_db(run, lambda _: self._acted(done), group="monitor-action")
