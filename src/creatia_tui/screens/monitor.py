@@ -375,6 +375,10 @@ class MonitorScreen(AppScreen):
     }
     MonitorScreen #poll-cost {
         color: $text-muted;
+        margin-top: 1;
+    }
+    MonitorScreen #pg-summary, MonitorScreen #mongo-summary {
+        margin-bottom: 1;
     }
     MonitorScreen .panel-title {
         text-style: bold;
