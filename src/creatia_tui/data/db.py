@@ -136,6 +136,8 @@ def make_mongo_client(uri: str, password: str | None = None, **kwargs: Any) -> p
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 30.0
 MONGO_PROBE_TIMEOUT_MS = 2000
+POOL_TIMEOUT_S = 5.0
+POOL_WAIT_STEP_S = 0.25
 
 
 def backoff_delay(
@@ -244,7 +246,7 @@ class Databases:
                 kwargs={"row_factory": dict_row},
                 name="creatia-pg",
                 open=False,
-                timeout=5,
+                timeout=POOL_TIMEOUT_S,
                 # psycopg_pool retries a lost server with backoff for this long before giving
                 # up on it; a day means "as long as the app runs" (0 would mean never).
                 reconnect_timeout=24 * 3600,
@@ -256,24 +258,45 @@ class Databases:
     def pg(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         """A pooled connection in a transaction: committed on success, rolled back on error.
 
-        While PostgreSQL is known down and its retry is not due, fails at once."""
+        Fails at once while PostgreSQL is known down and its retry is not due. Before anything
+        has checked the server, and when a retry is due, one direct attempt decides first, so a
+        server that refuses is said at once instead of after the pool's wait."""
         link = self.pg_link
-        if link.down:
-            if link.retry_in() > 0 and link.error is not None:
-                raise DatabaseUnavailable(str(link.error), link.error.cause)
-            self.check_pg()  # the retry is due: one direct attempt decides
-        try:
-            with self.pool.connection() as conn:
-                yield conn
-        except PoolTimeout as exc:
-            # The pool only knows it waited; one direct attempt tells the person why.
+        if link.up is None or (link.down and link.retry_in() <= 0):
             self.check_pg()
-            raise DatabaseUnavailable(
-                f"PostgreSQL at {describe_pg_target(self.pg_dsn)} answered, but no pooled "
-                f"connection was free in time ({one_line(str(exc))})"
-            ) from exc
+        elif link.down and link.error is not None:
+            raise DatabaseUnavailable(str(link.error), link.error.cause)
+        conn = self._pooled_connection()
+        try:
+            with conn:
+                yield conn
         except psycopg.OperationalError as exc:
             raise pg_unavailable(exc, self.pg_dsn, self.pg_password) from exc
+        finally:
+            self.pool.putconn(conn)
+
+    def _pooled_connection(self) -> psycopg.Connection[dict[str, Any]]:
+        """Wait for a pooled connection in short steps, giving up as soon as another check
+        (the status line's) finds the server down, or after POOL_TIMEOUT_S."""
+        deadline = time.monotonic() + POOL_TIMEOUT_S
+        while True:
+            try:
+                return self.pool.getconn(timeout=min(POOL_WAIT_STEP_S,
+                                                     max(0.01, deadline - time.monotonic())))
+            except PoolTimeout as exc:
+                link = self.pg_link
+                if link.down and link.error is not None:
+                    raise DatabaseUnavailable(str(link.error), link.error.cause) from None
+                if time.monotonic() < deadline:
+                    continue
+                # The pool only knows it waited; one direct attempt tells the person why.
+                self.check_pg()
+                raise DatabaseUnavailable(
+                    f"PostgreSQL at {describe_pg_target(self.pg_dsn)} answered, but no pooled "
+                    f"connection was free in time ({one_line(str(exc))})"
+                ) from exc
+            except psycopg.OperationalError as exc:
+                raise pg_unavailable(exc, self.pg_dsn, self.pg_password) from exc
 
     def connect_pg(self, **kwargs: Any) -> psycopg.Connection:
         return connect_pg(self.pg_dsn, self.pg_password, **kwargs)
