@@ -45,6 +45,7 @@ BENCHMARKS: dict[str, str] = {
     "board": "bench.bench_board",
     "sprints": "bench.bench_sprints",
     "backup": "bench.bench_backup",
+    "monitor": "bench.bench_monitor",
 }
 
 

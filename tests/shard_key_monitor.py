@@ -23,6 +23,8 @@ FILTERED = {
     "update": ("updates", "q"),
     "delete": ("deletes", "q"),
 }
+# Stages that describe the collection as a whole (like collStats), not its documents.
+ADMIN_STAGES = {"$indexStats", "$collStats"}
 
 
 def _names_org(filter_doc: Any) -> bool:
@@ -57,6 +59,8 @@ class ShardKeyMonitor(monitoring.CommandListener):
         elif name == "aggregate":
             pipeline = command.get("pipeline", [])
             first = pipeline[0] if pipeline else {}
+            if first.keys() & ADMIN_STAGES:
+                return
             if "$match" not in first or not _names_org(first["$match"]):
                 problems = [first]
         elif name == "insert":

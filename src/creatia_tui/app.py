@@ -120,6 +120,7 @@ NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("6", "members", "Members"),
     ("7", "roles", "Roles"),
     ("8", "audit", "Audit log"),
+    ("9", "monitor", "Monitor"),
     ("0", "overview", "Overview"),
     ("", "backups", "Backups"),
 )
@@ -133,6 +134,7 @@ def destinations() -> list[Destination]:
     from creatia_tui.screens.board import BoardScreen
     from creatia_tui.screens.home import HomeScreen
     from creatia_tui.screens.members import MembersScreen
+    from creatia_tui.screens.monitor import MonitorScreen
     from creatia_tui.screens.organizations import OrganizationsScreen
     from creatia_tui.screens.overview import OverviewScreen
     from creatia_tui.screens.roles import RolesScreen
@@ -147,6 +149,7 @@ def destinations() -> list[Destination]:
         "members": MembersScreen,
         "roles": RolesScreen,
         "audit": AuditScreen,
+        "monitor": MonitorScreen,
         "overview": OverviewScreen,
         "backups": BackupsScreen,
     }

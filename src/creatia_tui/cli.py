@@ -12,6 +12,7 @@ import getpass
 import json
 import logging
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from logging.handlers import RotatingFileHandler
 from typing import Any, TextIO
@@ -112,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     set_.add_argument("name")
     secrets_sub.add_parser("where", parents=[common], help="which store holds the secrets")
     _add_backup_commands(sub, common)
+
+    health = sub.add_parser(
+        "health", parents=[common],
+        help="both databases' health; exit 0 only when both are up",
+    )
+    health.add_argument("--json", action="store_true", help="the seed's JSON report")
+    health.add_argument(
+        "--serve", metavar="HOST:PORT",
+        help="answer HTTP GET /health/database (200 or 503) until interrupted",
+    )
     return parser
 
 
@@ -471,6 +482,30 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_health(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    """One check (text or --json), or --serve: the HTTP endpoint until Ctrl-C."""
+    from creatia_tui.ops.health import HEALTH_PATH, check_health, parse_address, serve
+
+    address = parse_address(args.serve) if args.serve else None
+    with _databases(settings) as dbs:
+        if address is None:
+            report = check_health(dbs)
+            if args.json:
+                print(json.dumps(report.as_json(), indent=2), file=out)
+            else:
+                print("\n".join(report.lines()), file=out)
+            return 0 if report.ok else EXIT_ERROR
+        server = serve(dbs, *address)
+        host, port = server.server_address[:2]
+        print(f"Serving http://{host}:{port}{HEALTH_PATH} (Ctrl-C stops).", file=out, flush=True)
+        try:
+            threading.Event().wait()
+        finally:
+            server.shutdown()
+            server.server_close()
+    return 0  # pragma: no cover (only Ctrl-C ends the wait)
+
+
 def cmd_tui(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     from creatia_tui.app import CreatiaApp
 
@@ -509,6 +544,7 @@ def run(
             "backup": lambda: cmd_backup(settings, args, out, err),
             "backups": lambda: cmd_backups(settings, args, out),
             "restore": lambda: cmd_restore(settings, args, out, err, stdin),
+            "health": lambda: cmd_health(settings, args, out),
         }
         handler = handlers.get(args.command or "", lambda: cmd_tui(settings, args, out))
         return handler()

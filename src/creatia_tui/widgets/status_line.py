@@ -1,20 +1,23 @@
 """One line that says whether PostgreSQL and MongoDB answer, and how fast.
 
     PostgreSQL ● up 3 ms · MongoDB ● up 2 ms
-    PostgreSQL ● down: PostgreSQL at 127.0.0.1:1/none is unavailable: … · MongoDB ● up 2 ms
+    PostgreSQL ● down, retry in 7 s: connection refused · MongoDB ● up 2 ms
 
 The state is spelled out ("up", "down") so it reads the same under NO_COLOR; the dot's colour
 only repeats it. The checks run in a thread worker, and the next poll is armed only when the
 previous one has finished, so a server that hangs until its connect timeout delays the next
-check instead of piling checks up behind it. A later issue grows this into reconnect/backoff.
+check instead of piling checks up behind it.
+
+Outages: the state lives in the shared :class:`~creatia_tui.data.db.Link` of each database, so
+every screen's line shows what the last check anywhere found, at once. A database that is down is
+checked again only when its backoff (exponential, jittered, capped at 30 s) is due; the line
+counts down to that attempt, and an answer turns it back to "up" by itself.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from textual import work
 from textual.content import Content
@@ -23,42 +26,21 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from creatia_tui.data.db import Databases
-from creatia_tui.errors import DatabaseUnavailable, UserError, one_line, redact
+from creatia_tui.data.db import Databases, Link
+from creatia_tui.ops.health import ServiceHealth, measure
 
-log = logging.getLogger(__name__)
+__all__ = ["ServiceHealth", "StatusLine", "measure", "render_status"]
 
 POLL_GROUP = "status-line"
 SEPARATOR = " · "
 DOT = "●"
+MIN_DELAY_S = 0.2
 
 
-@dataclass(frozen=True)
-class ServiceHealth:
-    """One database's last check; ``up is None`` until the first check has answered."""
-
-    name: str
-    up: bool | None = None
-    latency_ms: float | None = None
-    error: str | None = None
-
-
-def measure(name: str, check: Callable[[], None]) -> ServiceHealth:
-    """Run one blocking check and time it (call from a worker thread, never the UI thread)."""
-    started = time.perf_counter()
-    try:
-        check()
-    except DatabaseUnavailable as exc:
-        return ServiceHealth(name, up=False, error=exc.cause)  # the line names the database
-    except UserError as exc:
-        return ServiceHealth(name, up=False, error=one_line(str(exc)))
-    except Exception as exc:
-        # A probe that fails in a way the data layer did not foresee still means "down"; the
-        # log keeps the traceback for whoever fixes the data layer.
-        log.warning("%s health check failed", name, exc_info=True)
-        reason = f"{type(exc).__name__}: {redact(str(exc))}"
-        return ServiceHealth(name, up=False, error=one_line(reason))
-    return ServiceHealth(name, up=True, latency_ms=(time.perf_counter() - started) * 1000)
+def health_of(link: Link) -> ServiceHealth:
+    """What the shared link says about one database, as the line shows it."""
+    error = link.error.cause if link.error is not None else None
+    return ServiceHealth(link.name, up=link.up, latency_ms=link.latency_ms, error=error)
 
 
 class StatusLine(Widget):
@@ -103,7 +85,16 @@ class StatusLine(Widget):
         self._timer: Timer | None = None
 
     def on_mount(self) -> None:
+        # What another screen's line already knows shows at once; the countdown ticks each
+        # second while a database is down.
+        self.services = tuple(health_of(link) for link in self.links)
+        self.set_interval(1.0, self._tick)
         self.poll()
+
+    def _tick(self) -> None:
+        if any(link.down for link in self.links):
+            self.services = tuple(health_of(link) for link in self.links)
+            self.refresh()
 
     def poll(self) -> None:
         """Start a check now (a no-op while one is running)."""
@@ -116,13 +107,21 @@ class StatusLine(Widget):
             return
         self._check()
 
+    @property
+    def links(self) -> tuple[Link, Link]:
+        return (self.dbs.pg_link, self.dbs.mongo_link)
+
     @work(thread=True, exclusive=True, group=POLL_GROUP, exit_on_error=False)
     def _check(self) -> None:
         worker = get_current_worker()
         services = list(self.services)
-        checks = (("PostgreSQL", self.dbs.check_pg), ("MongoDB", self.dbs.check_mongo))
-        for index, (name, check) in enumerate(checks):
-            services[index] = measure(name, check)
+        dbs = self.dbs
+        checks = ((dbs.pg_link, dbs.check_pg), (dbs.mongo_link, dbs.check_mongo))
+        for index, (link, check) in enumerate(checks):
+            if link.down and link.retry_in() > 0:
+                services[index] = health_of(link)  # backing off: not this time
+            else:
+                services[index] = measure(link.name, check)
             # Posted after each check: a refused PostgreSQL shows at once, even while MongoDB
             # makes us wait out its server-selection timeout.
             if worker.is_cancelled:
@@ -133,6 +132,12 @@ class StatusLine(Widget):
         self.services = message.services
         self.refresh()
 
+    def next_delay(self) -> float:
+        """The normal interval, or sooner when a database's retry falls due before it."""
+        now = time.monotonic()
+        due = [link.retry_in(now) for link in self.links if link.down]
+        return max(MIN_DELAY_S, min([self.interval, *due]))
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != POLL_GROUP:
             return
@@ -140,7 +145,7 @@ class StatusLine(Widget):
             # Re-armed here rather than by set_interval: the next poll waits for this one.
             if self._timer is not None:
                 self._timer.stop()  # one pending poll at most, even after a manual poll()
-            self._timer = self.set_timer(self.interval, self.poll)
+            self._timer = self.set_timer(self.next_delay(), self.poll)
 
     # ------------------------------------------------------------ rendering
     def _head(self, service: ServiceHealth) -> Content:
@@ -151,7 +156,17 @@ class StatusLine(Widget):
             if self.show_latency and service.latency_ms is not None:
                 state = f"up {service.latency_ms:.0f} ms"
             return Content.assemble(f"{service.name} ", (DOT, "$success"), f" {state}")
-        return Content.assemble(f"{service.name} ", (DOT, "$error"), " ", ("down", "bold $error"))
+        retry = ""
+        dbs: Databases | None = getattr(self, "dbs", None)  # None in pure rendering tests
+        links = (dbs.pg_link, dbs.mongo_link) if dbs is not None else ()
+        link = next((k for k in links if k.name == service.name), None)
+        # The countdown varies per run like the latency: snapshot tests turn both off.
+        if link is not None and link.down and self.show_latency:
+            wait = link.retry_in()
+            retry = f", retry in {wait:.0f} s" if wait >= 0.5 else ", retrying"
+        return Content.assemble(
+            f"{service.name} ", (DOT, "$error"), " ", ("down", "bold $error"), retry
+        )
 
     def render(self) -> Content:
         return render_status(
