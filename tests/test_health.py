@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
@@ -145,3 +146,30 @@ def test_the_serve_command_runs_until_stopped(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_age_of_the_last_good_backup_is_a_warning_not_an_error(
+    pg_dsn: str, servers: ServerInfo, home: Path
+) -> None:
+    from creatia_tui.config import load_settings
+    from creatia_tui.ops.backup import PREFIX, SUFFIX, TIME_FORMAT
+
+    argv = ("health", "--pg-dsn", pg_dsn, "--mongo-uri", servers.mongo_uri)
+    code, out, _ = cli(*argv)
+    assert code == 0 and "Backup: warning: no backup has been taken yet." in out.splitlines()
+
+    folder = load_settings().locations.data_dir / "backups"
+    folder.mkdir(parents=True)
+    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=30)
+    (folder / f"{PREFIX}{old.strftime(TIME_FORMAT)}{SUFFIX}").write_bytes(b"x")
+    code, out, _ = cli(*argv, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["status"] == "ok"  # the databases answer: still ok
+    assert report["checks"]["backup"]["up"] is False
+    assert report["checks"]["backup"]["error"] == (
+        "the last good backup was 30 hours ago (older than 26 h).")
+
+    fresh = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=3)
+    (folder / f"{PREFIX}{fresh.strftime(TIME_FORMAT)}{SUFFIX}").write_bytes(b"x")
+    code, out, _ = cli(*argv)
+    assert code == 0 and "Backup: up: the last good backup was 3 hours ago." in out.splitlines()

@@ -108,6 +108,7 @@ async def test_live_figures_and_cancelling_a_blocked_query(
         assert "commits " in text_of(screen, "#pg-summary")
         assert "ops/s insert" in text_of(screen, "#mongo-summary")
         assert "last poll " in text_of(screen, "#poll-cost")
+        assert text_of(screen, "#poll-cost").startswith("Backup")  # its age, from a full poll
         assert "PG latency " in text_of(screen, "#spark-pg-latency-label")
         storage = text_of(screen, "#storage-body")
         assert "public.users" in storage and "tasks" in storage and "next month" in storage
@@ -239,7 +240,7 @@ async def show_fixed_figures(pilot: Pilot[Any]) -> None:
     screen = pilot.app.screen
     assert isinstance(screen, MonitorScreen)
     screen.action_pause()
-    screen.paused, screen.skipped, screen.last = True, 0, None
+    screen.paused, screen.skipped, screen.last, screen.backup = True, 0, None, None
     screen.previous_pg = screen.previous_mongo = None
     screen.series = {key: Series() for key, _, _ in SPARKS}
     for step in range(12):

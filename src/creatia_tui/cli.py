@@ -14,6 +14,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from logging.handlers import RotatingFileHandler
 from typing import Any, TextIO
 
@@ -484,18 +485,28 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_health(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     """One check (text or --json), or --serve: the HTTP endpoint until Ctrl-C."""
-    from creatia_tui.ops.health import HEALTH_PATH, check_health, parse_address, serve
+    from creatia_tui.ops.backup import backup_health
+    from creatia_tui.ops.health import (
+        EXTRA_CHECKS,
+        HEALTH_PATH,
+        ExtraCheck,
+        check_health,
+        parse_address,
+        serve,
+    )
 
+    # Not critical: an old backup is a warning in the output and the JSON, not a down database.
+    extra = {**EXTRA_CHECKS, "backup": ExtraCheck(partial(backup_health, settings))}
     address = parse_address(args.serve) if args.serve else None
     with _databases(settings) as dbs:
         if address is None:
-            report = check_health(dbs)
+            report = check_health(dbs, extra)
             if args.json:
                 print(json.dumps(report.as_json(), indent=2), file=out)
             else:
                 print("\n".join(report.lines()), file=out)
             return 0 if report.ok else EXIT_ERROR
-        server = serve(dbs, *address)
+        server = serve(dbs, *address, extra=extra)
         host, port = server.server_address[:2]
         print(f"Serving http://{host}:{port}{HEALTH_PATH} (Ctrl-C stops).", file=out, flush=True)
         try:

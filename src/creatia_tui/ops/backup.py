@@ -77,6 +77,7 @@ from creatia_tui.data.db import (
     pg_unavailable,
 )
 from creatia_tui.errors import UserError, one_line, redact
+from creatia_tui.ops.health import ServiceHealth
 
 log = logging.getLogger(__name__)
 
@@ -400,6 +401,33 @@ def last_good_backup_age(
     (The health command warns past HEALTH_WARN_AFTER, 26 hours.)"""
     newest = last_good_backup(settings, folder)
     return newest.age(now) if newest else None
+
+
+def describe_age(age: dt.timedelta) -> str:
+    hours = age.total_seconds() / 3600
+    if hours < 1:
+        return f"{max(age.total_seconds() // 60, 0):.0f} minutes ago"
+    if hours < 48:
+        return f"{hours:.0f} hours ago"
+    return f"{hours / 24:.0f} days ago"
+
+
+def backup_health(
+    settings: Settings, now: dt.datetime | None = None, folder: Path | str | None = None
+) -> ServiceHealth:
+    """The health command's and the monitor's backup check: a warning (never an error, so it
+    does not change the exit code) when there is no backup or the newest is older than
+    HEALTH_WARN_AFTER."""
+    age = last_good_backup_age(settings, now, folder)
+    if age is None:
+        return ServiceHealth("Backup", up=False, error="no backup has been taken yet.")
+    ago = describe_age(age)
+    if age > HEALTH_WARN_AFTER:
+        hours = HEALTH_WARN_AFTER.total_seconds() / 3600
+        return ServiceHealth(
+            "Backup", up=False, error=f"the last good backup was {ago} (older than {hours:.0f} h)."
+        )
+    return ServiceHealth("Backup", up=True, detail=f"the last good backup was {ago}.")
 
 
 # ---------------------------------------------------------------- BSON files

@@ -41,10 +41,14 @@ class ServiceHealth:
     up: bool | None = None
     latency_ms: float | None = None
     error: str | None = None
+    detail: str | None = None  # what an up check adds to its line ("last one 3 hours ago")
 
     def as_json(self) -> dict[str, Any]:
         latency = None if self.latency_ms is None else round(self.latency_ms, 2)
-        return {"up": bool(self.up), "latency_ms": latency, "error": self.error}
+        shown = {"up": bool(self.up), "latency_ms": latency, "error": self.error}
+        if self.detail is not None:
+            shown["detail"] = self.detail
+        return shown
 
 
 def measure(name: str, check: Callable[[], None]) -> ServiceHealth:
@@ -111,12 +115,16 @@ class HealthReport:
     def lines(self) -> list[str]:
         """One line per check, states in words (the command's plain output)."""
         out = []
-        for health in (self.postgresql, self.mongodb, *(h for h, _ in self.extra.values())):
+        checks = [(self.postgresql, True), (self.mongodb, True), *self.extra.values()]
+        for health, critical in checks:
             if health.up:
                 latency = "" if health.latency_ms is None else f" {health.latency_ms:.1f} ms"
-                out.append(f"{health.name}: up{latency}")
-            else:
+                detail = f": {health.detail}" if health.detail else ""
+                out.append(f"{health.name}: up{latency}{detail}")
+            elif critical:
                 out.append(f"{health.name}: down: {health.error or 'no answer.'}")
+            else:  # a warning: it does not change the exit code
+                out.append(f"{health.name}: warning: {health.error or 'no answer.'}")
         return out
 
 
@@ -145,10 +153,14 @@ class HealthServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], dbs: Databases) -> None:
+    def __init__(
+        self, address: tuple[str, int], dbs: Databases,
+        extra: dict[str, ExtraCheck] | None = None,
+    ) -> None:
         # One check at a time: a burst of probes shares the connections instead of opening
         # one each.
         self.dbs = dbs
+        self.extra = extra
         self.check_lock = threading.Lock()
         super().__init__(address, HealthHandler)
 
@@ -162,7 +174,7 @@ class HealthHandler(BaseHTTPRequestHandler):
             self._send(404, {"status": "error", "error": f"Not found; try {HEALTH_PATH}."})
             return
         with self.server.check_lock:
-            report = check_health(self.server.dbs)
+            report = check_health(self.server.dbs, self.server.extra)
         self._send(200 if report.ok else 503, report.as_json())
 
     def _send(self, code: int, body: dict[str, Any]) -> None:
@@ -187,10 +199,13 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def serve(dbs: Databases, host: str, port: int) -> HealthServer:
-    """Bind the endpoint and serve it from a daemon thread; the caller shuts it down."""
+def serve(
+    dbs: Databases, host: str, port: int, extra: dict[str, ExtraCheck] | None = None
+) -> HealthServer:
+    """Bind the endpoint and serve it from a daemon thread; the caller shuts it down. `extra`
+    replaces the registered extra checks (None: those of EXTRA_CHECKS)."""
     try:
-        server = HealthServer((host, port), dbs)
+        server = HealthServer((host, port), dbs, extra)
     except OSError as exc:
         raise UserError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
     threading.Thread(target=server.serve_forever, name="health-http", daemon=True).start()

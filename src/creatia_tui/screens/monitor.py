@@ -19,6 +19,7 @@ highlighted MongoDB operation, f changes the profiling level.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -40,6 +41,8 @@ from creatia_tui.data import monitor as service
 from creatia_tui.data.access import Actor
 from creatia_tui.data.db import Databases
 from creatia_tui.errors import PermissionDenied, UserError, one_line
+from creatia_tui.ops.backup import backup_health
+from creatia_tui.ops.health import ServiceHealth
 from creatia_tui.ops.monitor import (
     LONG_OPERATION_S,
     SLOW_STATEMENT_MS,
@@ -57,6 +60,8 @@ from creatia_tui.screens.base import AppScreen
 from creatia_tui.screens.dialogs import ConfirmScreen, PickScreen
 from creatia_tui.widgets.tables import highlighted_key
 from creatia_tui.widgets.text import fit
+
+log = logging.getLogger(__name__)
 
 INTERVALS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 DEFAULT_INTERVAL = 2.0
@@ -84,6 +89,7 @@ class PollResult:
     wall_ms: float = 0.0
     cpu_ms: float = 0.0
     at: float = field(default_factory=time.monotonic)
+    backup: ServiceHealth | None = None  # the age of the last good backup, on full polls
 
 
 def poll_databases(dbs: Databases, actor: Actor, *, full: bool) -> PollResult:
@@ -118,9 +124,20 @@ def poll_databases(dbs: Databases, actor: Actor, *, full: bool) -> PollResult:
                 dbs.mongo_link.mark_down(error)
                 result.mongo_error = error.cause
         result.mongo_ms = (time.perf_counter() - mongo_started) * 1000
+    if full and result.denied is None:
+        result.backup = _backup_health(dbs)
     result.wall_ms = (time.perf_counter() - started) * 1000
     result.cpu_ms = (time.thread_time() - cpu) * 1000
     return result
+
+
+def _backup_health(dbs: Databases) -> ServiceHealth | None:
+    """The health command's backup check (a listing of the backup folder, no database call)."""
+    try:
+        return backup_health(dbs.settings)
+    except Exception:  # an unreadable folder must not cost the poll its database figures
+        log.warning("reading the backup folder failed", exc_info=True)
+        return None
 
 
 def read_sizes(dbs: Databases, actor: Actor) -> MongoSample:
@@ -407,6 +424,7 @@ class MonitorScreen(AppScreen):
         self.skipped = 0
         self.polls = 0
         self.last: PollResult | None = None
+        self.backup: ServiceHealth | None = None  # from the last full poll
         self.previous_pg: PgSample | None = None
         self.previous_mongo: MongoSample | None = None
         self.full_pg: PgSample | None = None  # the last sample with sizes and statistics
@@ -532,6 +550,12 @@ class MonitorScreen(AppScreen):
     def _show_cost(self) -> None:
         state = "paused" if self.paused else f"every {self.interval:g} s"
         parts = [f"Polling {state}"]
+        if self.last is not None and self.last.backup is not None:
+            self.backup = self.last.backup
+        if self.backup is not None:  # the line the person on call reads first, before the cost
+            backup = self.backup
+            parts.insert(0, f"Backup: {backup.detail}" if backup.up
+                         else f"Backup WARNING: {backup.error}")
         last = self.last
         if last is not None:
             parts.append(f"last poll {last.wall_ms:.0f} ms (PostgreSQL {num(last.pg_ms)} ms, "
