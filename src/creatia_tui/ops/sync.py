@@ -215,6 +215,7 @@ EXISTING_PROJECTION = {
     "user_id": 1,
     "content_hash": 1,
     "organization_ids": 1,
+    "active": 1,
     "deleted": 1,
     "name": 1,
     "email": 1,
