@@ -190,6 +190,8 @@ class SyncResult:
     deleted: int = 0  # snapshots newly marked deleted
     tasks_modified: int = 0
     organizations: set[str] = field(default_factory=set)  # caches dropped
+    # The newest users.updated_at among the users written: now minus it is the sync's lag.
+    newest_change: dt.datetime | None = None
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -201,6 +203,10 @@ class SyncResult:
         self.tasks_modified += other.tasks_modified
         self.organizations |= other.organizations
         self.errors += other.errors
+        if other.newest_change is not None and (
+            self.newest_change is None or other.newest_change > self.newest_change
+        ):
+            self.newest_change = other.newest_change
 
     def summary(self) -> str:
         return (
@@ -358,6 +364,8 @@ def apply_users(
     )
     _rewrite_tasks(mongo_db, task_ops, result)
     written = _write_snapshots(mongo_db, snapshot_ops)
+    if len(users) > result.unchanged:
+        result.newest_change = max(user.updated_at for user in users)
     result.snapshots_written = (
         written
         if not confirm_unchanged
