@@ -117,6 +117,7 @@ NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("7", "roles", "Roles"),
     ("8", "audit", "Audit log"),
     ("0", "overview", "Overview"),
+    ("", "workers", "Workers"),
 )
 
 
@@ -130,6 +131,7 @@ def destinations() -> list[Destination]:
     from creatia_tui.screens.organizations import OrganizationsScreen
     from creatia_tui.screens.overview import OverviewScreen
     from creatia_tui.screens.roles import RolesScreen
+    from creatia_tui.screens.workers import WorkersScreen
 
     classes: dict[str, type[AppScreen]] = {
         "home": HomeScreen,
@@ -140,6 +142,7 @@ def destinations() -> list[Destination]:
         "roles": RolesScreen,
         "audit": AuditScreen,
         "overview": OverviewScreen,
+        "workers": WorkersScreen,
     }
     return [Destination(name, title, key, classes[name]) for key, name, title in NAVIGATION]
 

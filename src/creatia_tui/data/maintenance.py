@@ -37,11 +37,12 @@ def _require_operator(conn: psycopg.Connection, actor: Actor, permission: str, w
 def consistency_report(
     dbs: Databases, actor: Actor, *, run: bool = False
 ) -> consistency.ConsistencyReport | None:
-    """The last stored report, or a new one when `run` (or when none was stored yet)."""
+    """The last stored report (None when there is none yet), or a new one when `run`."""
     with dbs.pg() as conn:
         _require_operator(conn, actor, "monitoring.read", "see the consistency report")
-    report = None if run else consistency.last_report(dbs.mongo)
-    return report or consistency.check_consistency(dbs)
+    if run:
+        return consistency.check_consistency(dbs)
+    return consistency.last_report(dbs.mongo)
 
 
 def repair_consistency(
