@@ -43,6 +43,7 @@ BENCHMARKS: dict[str, str] = {
     "seed": "bench.bench_seed",
     "audit": "bench.bench_audit",
     "board": "bench.bench_board",
+    "sync": "bench.bench_sync",
 }
 
 

@@ -406,7 +406,10 @@ def repair(dbs: Databases, report: ConsistencyReport | None = None) -> RepairRes
         snap = sync.task_snapshot(stored)
         by_org.setdefault(organization_id, []).append(
             UpdateMany(
-                {"organization_id": organization_id, f"{role}_id": user_id},
+                # The index's own field order (see sync.task_snapshot_writes).
+                {"assignee_id": user_id, "organization_id": organization_id}
+                if role == "assignee"
+                else {"organization_id": organization_id, "reviewer_id": user_id},
                 {"$set": {f"{role}_snapshot": snap}},
             )
         )

@@ -166,18 +166,29 @@ def task_snapshot(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def task_snapshot_writes(organization_id: str, snap: dict[str, Any]) -> list[UpdateMany]:
-    """Rewrite one user's embedded snapshots in one organization; idempotent (decision 3)."""
+    """Rewrite one user's embedded snapshots in one organization; idempotent (decision 3).
+
+    The filters are shaped for SecantusDB's rule-based planner, which picks its index from the
+    filter's first field and scans when a field follows that the index lacks (measured on
+    20,000 tasks: 3 ms against 50-100 ms). The assignee filter leads with ``assignee_id``
+    (``idx_tasks_assignee_status``) and keeps the hash guard; the reviewer filter is exactly
+    ``idx_tasks_org_reviewer``'s keys, without the guard: setting an equal snapshot again
+    modifies nothing anyway. mongod plans both on an index whatever the order, and both name
+    ``organization_id``, so on a sharded cluster each goes to one organization's shards."""
     user_id, digest = snap["user_id"], snap["content_hash"]
     return [
         UpdateMany(
             {
+                "assignee_id": user_id,
                 "organization_id": organization_id,
-                f"{role}_id": user_id,
-                f"{role}_snapshot.content_hash": {"$ne": digest},
+                "assignee_snapshot.content_hash": {"$ne": digest},
             },
-            {"$set": {f"{role}_snapshot": snap}},
-        )
-        for role in ("assignee", "reviewer")
+            {"$set": {"assignee_snapshot": snap}},
+        ),
+        UpdateMany(
+            {"organization_id": organization_id, "reviewer_id": user_id},
+            {"$set": {"reviewer_snapshot": snap}},
+        ),
     ]
 
 
@@ -300,9 +311,15 @@ def plan_users(
     now: dt.datetime,
     *,
     confirm_unchanged: bool = False,
+    rewrite_tasks_of_new: bool = True,
 ) -> tuple[list[Any], dict[str, list[UpdateMany]], set[str], int]:
     """What to write for these users: snapshot operations, task operations by organization,
-    organizations whose caches to drop, and how many were unchanged."""
+    organizations whose caches to drop, and how many were unchanged.
+
+    ``rewrite_tasks_of_new=False`` (a first sync into an empty collection) leaves the tasks of
+    users who had no snapshot alone: their embedded snapshots were copied from PostgreSQL when
+    they were assigned, and rewriting every task of every user would make the first sync a
+    rewrite of the whole tasks collection. The consistency check finds any that are stale."""
     snapshot_ops: list[Any] = []
     task_ops: dict[str, list[UpdateMany]] = {}
     touched: set[str] = set()
@@ -312,7 +329,7 @@ def plan_users(
         document = snapshot_document(user, now)
         if stored is None:
             snapshot_ops.append(InsertOne({**document, "created_at": now}))
-            shown_changed = True
+            shown_changed = rewrite_tasks_of_new
         else:
             shown_changed = stored.get("content_hash") != document["content_hash"] or bool(
                 stored.get("deleted")
@@ -355,12 +372,17 @@ def apply_users(
     now: dt.datetime | None = None,
     *,
     confirm_unchanged: bool = False,
+    rewrite_tasks_of_new: bool = True,
 ) -> SyncResult:
     """Write what changed for these users (tasks first, then snapshots, then caches)."""
     at = now or utcnow()
     result = SyncResult(users=len(users))
     snapshot_ops, task_ops, touched, result.unchanged = plan_users(
-        users, existing, at, confirm_unchanged=confirm_unchanged
+        users,
+        existing,
+        at,
+        confirm_unchanged=confirm_unchanged,
+        rewrite_tasks_of_new=rewrite_tasks_of_new,
     )
     _rewrite_tasks(mongo_db, task_ops, result)
     written = _write_snapshots(mongo_db, snapshot_ops)
@@ -513,7 +535,9 @@ def catch_up(
             break
         users = [SourceUser.from_row(row) for row in rows]
         existing = existing_snapshots(dbs.mongo, [user.id for user in users])
-        result.add(apply_users(dbs.mongo, users, existing))
+        result.add(
+            apply_users(dbs.mongo, users, existing, rewrite_tasks_of_new=mark.updated_at > EPOCH)
+        )
         cursor = (users[-1].updated_at, users[-1].id)
         newest = max(newest, cursor)
         if len(rows) < batch_size:
@@ -599,7 +623,9 @@ def batch_sync(
                     newest = max(newest, (user.updated_at, user.id))
                 existing = {u.id: states[u.id] for u in users if u.id in states}
                 finish(pending)
-                pending = writer.submit(apply_users, dbs.mongo, users, existing)
+                pending = writer.submit(
+                    apply_users, dbs.mongo, users, existing, rewrite_tasks_of_new=False
+                )
         finish(pending)
     if include_deletions and not should_stop():
         gone = [
