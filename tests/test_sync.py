@@ -248,3 +248,32 @@ def test_refresh_stale_confirms_old_snapshots(dbs: Databases, world: World) -> N
     assert (refreshed.users, refreshed.unchanged, refreshed.snapshots_written) == (1, 1, 0)
     assert snapshot(dbs, world.bob)["synced_at"] > old  # type: ignore[index]
     assert sync.refresh_stale(dbs, [world.bob]).users == 0  # fresh now
+
+
+def test_a_screen_refreshes_the_stale_snapshots_it_shows(
+    dbs: Databases, world: World, pg_dsn: str
+) -> None:
+    from creatia_tui.data.access import Actor
+    from creatia_tui.data.maintenance import refresh_shown_snapshots
+    from creatia_tui.data.models import Task
+    from creatia_tui.data.users import get_user
+
+    sync.batch_sync(dbs)
+    old = utcnow().replace(year=2025)
+    stale = {"user_id": world.jiho, "name": "박지호", "email": "jiho@example.com",
+             "synced_at": old}
+    dbs.mongo.tasks.insert_one(new_task(world.lab, 1, assignee_id=world.jiho,
+                                        assignee_snapshot=stale))
+    # The name changed while no worker ran (no listener here).
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE users SET name = '박지호 책임' WHERE id = %s", (world.jiho,))
+    dbs.mongo.user_snapshots.update_one({"user_id": world.jiho}, {"$set": {"synced_at": old}})
+    with dbs.pg() as conn:
+        user = get_user(conn, world.seoyeon)
+    assert user is not None
+    shown = [Task.from_document(dbs.mongo.tasks.find_one({"organization_id": world.lab}))]
+    result = refresh_shown_snapshots(dbs, Actor(user, world.lab), shown)
+    assert (result.snapshots_written, result.tasks_modified) == (1, 1)
+    assert assignee_name(dbs, world.lab, "TASK-0001") == "박지호 책임"
+    fresh = [Task.from_document(dbs.mongo.tasks.find_one({"organization_id": world.lab}))]
+    assert refresh_shown_snapshots(dbs, Actor(user, world.lab), fresh).users == 0

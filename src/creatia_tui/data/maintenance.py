@@ -12,13 +12,17 @@ own account and calls ops/consistency.py directly.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterable
+
 import psycopg
 
 from creatia_tui.data.access import Actor, require
 from creatia_tui.data.audit import ClientContext, write_audit
 from creatia_tui.data.db import Databases
+from creatia_tui.data.models import Task
 from creatia_tui.errors import PermissionDenied
-from creatia_tui.ops import consistency
+from creatia_tui.ops import consistency, sync
 
 PLATFORM_ADMIN = "SELECT role = 'admin' AND active FROM users WHERE id = %s"
 NOT_OPERATOR = (
@@ -83,3 +87,32 @@ def authorize_worker_control(dbs: Databases, actor: Actor) -> None:
     """Starting, stopping and running workers from the TUI: a platform operator's."""
     with dbs.pg() as conn:
         _require_operator(conn, actor, "monitoring.manage", "start or stop workers")
+
+
+def refresh_shown_snapshots(
+    dbs: Databases,
+    actor: Actor,
+    tasks: Iterable[Task],
+    *,
+    max_age_seconds: float = sync.FRESH_SECONDS,
+) -> sync.SyncResult:
+    """Freshness (the seed's ``fresh?``): the people these tasks show whose embedded snapshot
+    is missing or older than 5 minutes are checked against PostgreSQL and re-synced when they
+    changed (``tasks.read``; what a screen calls in a background worker with the tasks it
+    shows). A rewrite reaches an open board through its change stream, and drops the
+    organization's cached dashboards and statistics. Cheap when nothing is stale: no query."""
+    horizon = sync.utcnow() - dt.timedelta(seconds=max_age_seconds)
+    people: set[str] = set()
+    for task in tasks:
+        for user_id, snap in (
+            (task.assignee_id, task.assignee_snapshot),
+            (task.reviewer_id, task.reviewer_snapshot),
+        ):
+            synced = (snap or {}).get("synced_at")
+            if user_id and not (isinstance(synced, dt.datetime) and synced > horizon):
+                people.add(user_id)
+    if not people:
+        return sync.SyncResult()
+    with dbs.pg() as conn:
+        require(conn, actor, "tasks.read")
+    return sync.refresh_stale(dbs, people, max_age_seconds=max_age_seconds)
