@@ -277,3 +277,18 @@ def test_a_screen_refreshes_the_stale_snapshots_it_shows(
     assert assignee_name(dbs, world.lab, "TASK-0001") == "박지호 책임"
     fresh = [Task.from_document(dbs.mongo.tasks.find_one({"organization_id": world.lab}))]
     assert refresh_shown_snapshots(dbs, Actor(user, world.lab), fresh).users == 0
+
+
+def test_the_listener_reconnects_and_catches_up(
+    dbs: Databases, world: World, pg_dsn: str, listener: sync.SnapshotListener
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query = 'LISTEN user_snapshot_changes'"
+        ).fetchall()
+        assert killed == [(True,)]
+        # Changed while the listener has no connection: the catch-up on reconnect brings it.
+        conn.execute("UPDATE users SET name = '이서연 팀장' WHERE id = %s", (world.seoyeon,))
+        wait_for(lambda: (snapshot(dbs, world.seoyeon) or {}).get("name") == "이서연 팀장", 10)
+    wait_for(lambda: listener.stats.reconnects >= 1)  # counted once its catch-up returned

@@ -59,7 +59,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from creatia_tui.data.cache import invalidate_organization
 from creatia_tui.data.db import Databases
-from creatia_tui.errors import one_line
+from creatia_tui.errors import UserError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -704,6 +704,7 @@ class SnapshotListener:
         self.on_result = on_result
         self.stats = ListenerStats()
         self._conn: psycopg.Connection | None = None
+        self._needs_catch_up = True
         self._backoff = 0.5
 
     def close(self) -> None:
@@ -722,22 +723,38 @@ class SnapshotListener:
         if self._conn is not None and not self._conn.closed:
             return False
         self._conn = self._connect()
-        self._report(catch_up(self.dbs))
+        self._needs_catch_up = True  # whatever happened while we were not listening
+        self._catch_up_if_needed()
         self._backoff = 0.5
         return True
+
+    def _catch_up_if_needed(
+        self, should_stop: Callable[[], bool] = lambda: False
+    ) -> SyncResult | None:
+        if not self._needs_catch_up:
+            return None
+        result = catch_up(self.dbs, should_stop=should_stop)
+        self._needs_catch_up = False
+        self._report(result)
+        return result
 
     def _report(self, result: SyncResult) -> None:
         if self.on_result is not None:
             self.on_result(result)
 
     def run(self, should_stop: Callable[[], bool], max_seconds: float = 30.0) -> SyncResult:
+        """Sync what is notified until `should_stop()` or `max_seconds`. A failed sync (a
+        database away) is retried by a catch-up once the databases answer again: the
+        notifications it consumed are not lost, the watermark still has them."""
         total = SyncResult()
         deadline = time.monotonic() + max_seconds
         while not should_stop() and time.monotonic() < deadline:
             try:
                 if self.ensure_connected():
                     self.stats.reconnects += 1
-                assert self._conn is not None
+                caught_up = self._catch_up_if_needed(should_stop)
+                if caught_up is not None:
+                    total.add(caught_up)
                 ids, bulk = self._gather(min(0.5, max(0.0, deadline - time.monotonic())))
                 if bulk:
                     result = catch_up(self.dbs, should_stop=should_stop)
@@ -750,23 +767,21 @@ class SnapshotListener:
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 log.warning(
                     "snapshot listener: PostgreSQL connection lost (%s); retrying in %.1f s",
-                    one_line(str(exc)),
-                    self._backoff,
-                )
-                self.close()
-                self._sleep(self._backoff, should_stop)
-                self._backoff = min(self._backoff * 2, 15.0)
-            except PyMongoError as exc:
-                log.warning(
-                    "snapshot listener: MongoDB error (%s); retrying in %.1f s",
-                    one_line(str(exc)),
-                    self._backoff,
+                    one_line(str(exc)), self._backoff,
                 )
                 total.errors.append(one_line(str(exc)))
+                self.close()
                 self._sleep(self._backoff, should_stop)
                 self._backoff = min(self._backoff * 2, 15.0)
-                # What failed is found again by the catch-up after the reconnect.
-                self.close()
+            except (PyMongoError, UserError) as exc:
+                log.warning(
+                    "snapshot listener: %s; catching up in %.1f s",
+                    one_line(str(exc)), self._backoff,
+                )
+                total.errors.append(one_line(str(exc)))
+                self._needs_catch_up = True
+                self._sleep(self._backoff, should_stop)
+                self._backoff = min(self._backoff * 2, 15.0)
         return total
 
     @staticmethod
