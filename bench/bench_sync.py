@@ -99,17 +99,24 @@ def _explain_task_rewrite(dbs: Databases) -> str:
     )
     if task is None:
         return "no assigned task"
-    snap = {"user_id": task["assignee_id"], "content_hash": "x"}
+    rewrite = sync.TaskRewrite(
+        task["assignee_id"], {"user_id": task["assignee_id"]},
+        frozenset([task["organization_id"]]),
+    )
+    queries = {
+        "assignee (one find per batch)": sync.assignee_tasks_query([rewrite]),
+        "reviewer (one update per user and organization)": sync.reviewer_update(
+            task["organization_id"], rewrite.snap)._filter,
+    }
     timings = []
-    for operation in sync.task_snapshot_writes(task["organization_id"], snap):
-        query = operation._filter  # the filter the sync sends
+    for what, query in queries.items():
         plan = dbs.mongo.command("explain", {"find": "tasks", "filter": query},
                                  verbosity="queryPlanner")
         started = time.perf_counter()
         found = len(list(dbs.mongo.tasks.find(query, {"_id": 1})))
         ms = (time.perf_counter() - started) * 1000
         winning = _plan_text(plan.get("queryPlanner", {}).get("winningPlan", {}))
-        timings.append(f"{next(iter(query))}: explain says {winning}, find {ms:.1f} ms ({found})")
+        timings.append(f"{what}: explain says {winning}, find {ms:.1f} ms ({found})")
     return "; ".join(timings)
 
 

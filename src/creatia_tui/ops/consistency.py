@@ -18,7 +18,7 @@ What is checked, each a :class:`Finding` of the report (``KINDS``, in report ord
 
 Cost: PostgreSQL is read once (organizations, users with their memberships, active
 memberships); MongoDB once for every snapshot's state, once for tasks outside every known
-organization, and one aggregate per organization grouping its tasks by (person, embedded
+organization, and one find per organization whose tasks are grouped here by (person, embedded
 name/email/avatar), so the comparison is per group, not per task. Every task query names
 ``organization_id``.
 
@@ -165,42 +165,52 @@ def _short(uuid_text: str) -> str:
     return uuid_text[:8]
 
 
-def _group_pipeline(organization_id: str) -> list[dict[str, Any]]:
-    """One organization's tasks grouped by person and what their embedded snapshot shows."""
+TASK_FIELDS = {
+    "task_id": 1, "status": 1, "quarantined": 1, "assignee_id": 1, "reviewer_id": 1,
+    "assignee_snapshot": 1, "reviewer_snapshot": 1,
+}
 
-    def by(role: str) -> list[dict[str, Any]]:
-        snap = f"${role}_snapshot"
-        return [
-            {"$match": {f"{role}_id": {"$type": "string"}}},
-            {
-                "$group": {
+
+def _organization_groups(
+    mongo: Database, organization_id: str
+) -> tuple[int, int, dict[str, list[dict[str, Any]]]]:
+    """One organization's tasks (total, quarantined) and, per role, its tasks grouped by person
+    and what their embedded snapshot shows.
+
+    A plain find grouped here, not an aggregate: on SecantusDB a find of one organization's
+    tasks took 8 ms where the same grouping as one ``$facet`` aggregate took 33-61 ms (and
+    ``$in`` over many organizations scaled with their number), so the check of 1,000
+    organizations is ~10 s instead of minutes."""
+    total = quarantined = 0
+    groups: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {"assignee": {}, "reviewer": {}}
+    for doc in mongo.tasks.find({"organization_id": organization_id}, TASK_FIELDS):
+        total += 1
+        quarantined += doc.get("quarantined") is True
+        for role in ("assignee", "reviewer"):
+            user_id = doc.get(f"{role}_id")
+            if not isinstance(user_id, str):
+                continue
+            snap = doc.get(f"{role}_snapshot")
+            is_object = isinstance(snap, dict)
+            shown = snap if is_object else {}
+            key = (
+                user_id, is_object, shown.get("name"), shown.get("email"),
+                shown.get("avatar_url"),
+            )
+            group = groups[role].get(key)
+            if group is None:
+                group = groups[role][key] = {
                     "_id": {
-                        "user": f"${role}_id",
-                        "kind": {"$type": snap},
-                        "name": f"{snap}.name",
-                        "email": f"{snap}.email",
-                        "avatar": f"{snap}.avatar_url",
+                        "org": organization_id, "user": user_id,
+                        "kind": "object" if is_object else "missing",
+                        "name": shown.get("name"), "email": shown.get("email"),
+                        "avatar": shown.get("avatar_url"),
                     },
-                    "count": {"$sum": 1},
-                    "open": {
-                        "$sum": {"$cond": [{"$in": ["$status", list(OPEN_TASK_STATUSES)]}, 1, 0]}
-                    },
-                    "sample": {"$first": "$task_id"},
+                    "count": 0, "open": 0, "sample": doc.get("task_id"),
                 }
-            },
-        ]
-
-    return [
-        {"$match": {"organization_id": organization_id}},
-        {
-            "$facet": {
-                "total": [{"$count": "n"}],
-                "quarantined": [{"$match": {"quarantined": True}}, {"$count": "n"}],
-                "assignee": by("assignee"),
-                "reviewer": by("reviewer"),
-            }
-        },
-    ]
+            group["count"] += 1
+            group["open"] += doc.get("status") in OPEN_TASK_STATUSES
+    return total, quarantined, {role: list(found.values()) for role, found in groups.items()}
 
 
 def _expected(
@@ -238,10 +248,7 @@ def check_consistency(dbs: Databases, *, store: bool = True) -> ConsistencyRepor
     }
     _check_user_snapshots(report, users, snapshots)
     _check_orphans(report, mongo, list(organizations))
-    for organization_id, organization in organizations.items():
-        _check_organization(
-            report, mongo, organization, users, snapshots, members.get(organization_id, set())
-        )
+    _check_organizations(report, mongo, organizations, users, snapshots, members)
     report.seconds = time.monotonic() - started
     if store:
         save_report(mongo, report)
@@ -258,7 +265,7 @@ def _check_user_snapshots(
         label = f"{user.name or user.email} ({_short(user_id)})"
         if stored is None:
             report.finding("missing_user_snapshots").add(1, label)
-        elif _stored_hash(stored) != user.content_hash or stored.get("content_hash") != (
+        elif sync.shows_differently(stored, user) or stored.get("content_hash") != (
             user.content_hash
         ):
             # The hash is recomputed from what the snapshot holds: an edit made in MongoDB
@@ -271,15 +278,18 @@ def _check_user_snapshots(
             report.finding("deleted_user_snapshots").add(1, f"{who} ({_short(user_id)})")
 
 
-def _stored_hash(stored: dict[str, Any]) -> str:
-    shown = {name: stored.get(name) for name in sync.SHOWN_FIELDS}
-    return sync.content_hash(shown, bool(stored.get("active", True)), bool(stored.get("deleted")))
-
-
 def _check_orphans(report: ConsistencyReport, mongo: Database, known: list[str]) -> None:
+    """Tasks of organizations PostgreSQL does not know.
+
+    The one query of the check that is not routed to named organizations, on purpose: the
+    organizations looked for are the ones nobody can name. It groups every task by
+    organization in one pass (``$exists`` keeps the shard key in the filter; on a sharded
+    cluster it is a broadcast either way). ``$nin`` with the 1,000 known ids took 108 s on
+    SecantusDB (the list is compared with every task); this pass takes seconds."""
+    known_ids = set(known)
     rows = mongo.tasks.aggregate(
         [
-            {"$match": {"organization_id": {"$nin": known}}},
+            {"$match": {"organization_id": {"$exists": True}}},
             {
                 "$group": {
                     "_id": "$organization_id",
@@ -292,6 +302,8 @@ def _check_orphans(report: ConsistencyReport, mongo: Database, known: list[str])
     )
     for row in rows:
         organization_id = str(row["_id"])
+        if organization_id in known_ids:
+            continue
         report.tasks += int(row["count"])
         report.quarantined += int(row["quarantined"])
         waiting = int(row["count"]) - int(row["quarantined"])
@@ -304,47 +316,64 @@ def _check_orphans(report: ConsistencyReport, mongo: Database, known: list[str])
             )
 
 
-def _check_organization(
+def _check_organizations(
     report: ConsistencyReport,
     mongo: Database,
-    organization: dict[str, Any],
+    organizations: dict[str, dict[str, Any]],
     users: dict[str, sync.SourceUser],
     snapshots: dict[str, dict[str, Any]],
-    active_members: set[str],
+    members: dict[str, set[str]],
 ) -> None:
-    organization_id = organization["id"]
-    [facets] = mongo.tasks.aggregate(_group_pipeline(organization_id))
-    total = int(facets["total"][0]["n"]) if facets["total"] else 0
-    report.tasks += total
-    report.quarantined += int(facets["quarantined"][0]["n"]) if facets["quarantined"] else 0
-    if total and not organization["active"]:
-        report.finding("inactive_organization_tasks").add(
-            total, f"{organization['name']} ({plural(total, 'task')})"
+    for organization_id in sorted(organizations):
+        organization = organizations[organization_id]
+        total, quarantined, groups = _organization_groups(mongo, organization_id)
+        report.tasks += total
+        report.quarantined += quarantined
+        if total and not organization["active"]:
+            report.finding("inactive_organization_tasks").add(
+                total, f"{organization['name']} ({plural(total, 'task')})"
+            )
+        for role in ("assignee", "reviewer"):
+            for group in groups[role]:
+                _check_group(report, role, group, organizations, users, snapshots, members)
+
+
+def _check_group(
+    report: ConsistencyReport,
+    role: str,
+    group: dict[str, Any],
+    organizations: dict[str, dict[str, Any]],
+    users: dict[str, sync.SourceUser],
+    snapshots: dict[str, dict[str, Any]],
+    members: dict[str, set[str]],
+) -> None:
+    key = group["_id"]
+    organization_id, user_id = key["org"], key["user"]
+    organization = organizations[organization_id]
+    count = int(group["count"])
+    where = f"{group['sample']} in {organization['name']}"
+    expected = _expected(user_id, users, snapshots)
+    if (
+        role == "assignee"
+        and int(group["open"])
+        and user_id not in members.get(organization_id, set())
+    ):
+        who = (expected or {}).get("name") or _short(user_id)
+        report.finding("non_member_assignees").add(int(group["open"]), f"{where}: {who}")
+    if expected is None:
+        return  # nobody knows who this was: nothing to compare with
+    if key.get("kind") != "object":
+        report.finding("missing_task_snapshots").add(count, f"{where} ({role})")
+        report.task_repairs.add((organization_id, role, user_id))
+    elif (key.get("name"), key.get("email"), key.get("avatar")) != (
+        expected.get("name"),
+        expected.get("email"),
+        expected.get("avatar_url"),
+    ):
+        report.finding("stale_task_snapshots").add(
+            count, f"{where} ({role}: {key.get('name')!s} → {expected.get('name')!s})"
         )
-    for role in ("assignee", "reviewer"):
-        for group in facets[role]:
-            key = group["_id"]
-            user_id = key["user"]
-            count = int(group["count"])
-            where = f"{group['sample']} in {organization['name']}"
-            expected = _expected(user_id, users, snapshots)
-            if role == "assignee" and int(group["open"]) and user_id not in active_members:
-                who = (expected or {}).get("name") or _short(user_id)
-                report.finding("non_member_assignees").add(int(group["open"]), f"{where}: {who}")
-            if expected is None:
-                continue  # nobody knows who this was: nothing to compare with
-            if key.get("kind") != "object":
-                report.finding("missing_task_snapshots").add(count, f"{where} ({role})")
-                report.task_repairs.add((organization_id, role, user_id))
-            elif (key.get("name"), key.get("email"), key.get("avatar")) != (
-                expected.get("name"),
-                expected.get("email"),
-                expected.get("avatar_url"),
-            ):
-                report.finding("stale_task_snapshots").add(
-                    count, f"{where} ({role}: {key.get('name')!s} → {expected.get('name')!s})"
-                )
-                report.task_repairs.add((organization_id, role, user_id))
+        report.task_repairs.add((organization_id, role, user_id))
 
 
 def save_report(mongo: Database, report: ConsistencyReport) -> None:
@@ -406,7 +435,7 @@ def repair(dbs: Databases, report: ConsistencyReport | None = None) -> RepairRes
         snap = sync.task_snapshot(stored)
         by_org.setdefault(organization_id, []).append(
             UpdateMany(
-                # The index's own field order (see sync.task_snapshot_writes).
+                # The index's own field order (see sync.assignee_tasks_query).
                 {"assignee_id": user_id, "organization_id": organization_id}
                 if role == "assignee"
                 else {"organization_id": organization_id, "reviewer_id": user_id},
