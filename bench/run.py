@@ -46,6 +46,7 @@ BENCHMARKS: dict[str, str] = {
     "sprints": "bench.bench_sprints",
     "backup": "bench.bench_backup",
     "monitor": "bench.bench_monitor",
+    "sync": "bench.bench_sync",
 }
 
 

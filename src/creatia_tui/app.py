@@ -4,8 +4,9 @@ The app is handed an open :class:`~creatia_tui.data.db.Databases` and does not c
 opened it (the command line, a test) owns it. Every database call runs in a thread worker, so a
 slow or dead server never freezes the keyboard.
 
-Navigation: a digit opens each screen (NAVIGATION: 1 Home, 2 Board, 4 Activity, 5 Organizations,
-6 Members, 7 Roles, 8 Audit log, 0 Overview; a fresh screen each time, so it shows the database
+Navigation: a digit opens each screen (NAVIGATION: 1 Home, 2 Board, 3 Sprints, 4 Activity,
+5 Organizations, 6 Members, 7 Roles, 8 Audit log, 9 Monitor, 0 Overview; Backups and Workers
+from the command palette; a fresh screen each time, so it shows the database
 as it is now); ctrl+o switches organization; ctrl+p opens
 the command palette, which lists the screens, the organizations and every action of the current
 screen that the signed-in user may run, besides Textual's own commands (themes, keys, quit).
@@ -123,6 +124,7 @@ NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("9", "monitor", "Monitor"),
     ("0", "overview", "Overview"),
     ("", "backups", "Backups"),
+    ("", "workers", "Workers"),
 )
 
 
@@ -139,6 +141,7 @@ def destinations() -> list[Destination]:
     from creatia_tui.screens.overview import OverviewScreen
     from creatia_tui.screens.roles import RolesScreen
     from creatia_tui.screens.sprints import SprintsScreen
+    from creatia_tui.screens.workers import WorkersScreen
 
     classes: dict[str, type[AppScreen]] = {
         "home": HomeScreen,
@@ -152,6 +155,7 @@ def destinations() -> list[Destination]:
         "monitor": MonitorScreen,
         "overview": OverviewScreen,
         "backups": BackupsScreen,
+        "workers": WorkersScreen,
     }
     return [Destination(name, title, key, classes[name]) for key, name, title in NAVIGATION]
 

@@ -124,6 +124,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--serve", metavar="HOST:PORT",
         help="answer HTTP GET /health/database (200 or 503) until interrupted",
     )
+
+    # Snapshot sync and background workers (issue 7; ops/sync.py, ops/worker.py).
+    sync_cmd = sub.add_parser(
+        "sync", parents=[common],
+        help="user snapshot sync and consistency; without a flag, sync in real time until "
+        "stopped",
+    )
+    how = sync_cmd.add_mutually_exclusive_group()
+    how.add_argument("--once", action="store_true", help="one batch sync of every user")
+    how.add_argument(
+        "--check", action="store_true", help="report drift between the databases (exit 3: found)"
+    )
+    how.add_argument(
+        "--repair", action="store_true", help="fix snapshots, quarantine orphaned tasks"
+    )
+    sync_cmd.add_argument(
+        "--batch-size", type=int, default=1000, help="documents per bulk write (default 1000)"
+    )
+    sub.add_parser(
+        "worker", parents=[common],
+        help="run every background worker headless until SIGTERM (log in the log dir)",
+    )
     return parser
 
 
@@ -525,6 +547,69 @@ def cmd_tui(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+EXIT_DRIFT = 3  # sync --check found problems; sync --repair left repairable ones
+
+
+def _until_terminated(run: Callable[[Any], Any]) -> None:
+    """Call run(stop_event) with SIGTERM and SIGINT setting the event (a clean stop)."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        run(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def cmd_sync(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    if args.batch_size < 1:
+        raise CommandError("--batch-size must be at least 1.")
+    from creatia_tui.ops import consistency, sync, worker
+
+    with _databases(settings) as dbs:
+        if args.check:
+            report = consistency.check_consistency(dbs)
+            print("\n".join(report.lines()), file=out)
+            return EXIT_DRIFT if report.problems else 0
+        if args.repair:
+            result = consistency.repair(dbs)
+            print(result.summary(), file=out)
+            if result.after is not None:
+                print("\n".join(result.after.lines()), file=out)
+            return EXIT_DRIFT if result.after and result.after.repairable else 0
+        if args.once:
+            outcome = sync.batch_sync(dbs, batch_size=args.batch_size)
+            print(f"Synced: {outcome.summary()}.", file=out)
+            return 0
+        print("Syncing in real time; stop with SIGTERM or ctrl+c.", file=out, flush=True)
+        jobs = [worker.job_named("snapshot-listener"), worker.job_named("snapshot-catch-up")]
+        _until_terminated(lambda stop: worker.run_headless(dbs, stop, jobs, label="sync"))
+        print("Stopped.", file=out)
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from creatia_tui.ops import worker
+
+    with _databases(settings) as dbs:
+        dbs.check()
+        names = ", ".join(job.name for job in worker.JOBS)
+        print(
+            f"Running {names}; logging to {settings.locations.log_dir / 'creatia-tui.log'}; "
+            "stop with SIGTERM or ctrl+c.",
+            file=out,
+            flush=True,
+        )
+        _until_terminated(lambda stop: worker.run_headless(dbs, stop))
+        print("Stopped.", file=out)
+    return 0
+
+
 # ----------------------------------------------------------------- entry point
 def run(
     argv: Sequence[str] | None = None,
@@ -556,6 +641,8 @@ def run(
             "backups": lambda: cmd_backups(settings, args, out),
             "restore": lambda: cmd_restore(settings, args, out, err, stdin),
             "health": lambda: cmd_health(settings, args, out),
+            "sync": lambda: cmd_sync(settings, args, out),
+            "worker": lambda: cmd_worker(settings, args, out),
         }
         handler = handlers.get(args.command or "", lambda: cmd_tui(settings, args, out))
         return handler()

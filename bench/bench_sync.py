@@ -1,0 +1,269 @@
+"""User snapshot sync at scale: first sync against the bare write rate, re-syncs, real time.
+
+One run seeds organizations, users (with memberships) and tasks, then empties user_snapshots
+and measures, on the same server:
+
+1. **bare**: the same snapshot documents the sync writes (built from the same users), sent with
+   ``insert_many(ordered=False)`` in the sync's batch size into a scratch collection with the
+   same validator and unique index: the server's write rate for these documents;
+2. **first sync**: ``batch_sync`` into the empty collection (target: >= 80 % of bare);
+3. **re-sync, nothing changed** (target: under 5 s);
+4. **re-sync after 1 % of users changed** (a rename in PostgreSQL; target: under 10 s), which
+   also rewrites their tasks' embedded snapshots;
+5. **real time**: renames one at a time with the LISTEN loop running, from the UPDATE's commit
+   until the user's snapshot and one of their tasks show the new name (target: under 1 s);
+6. the consistency check over the whole set (informative), and the query plan of the task
+   rewrite (it must use an index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pymongo.errors import PyMongoError
+
+from bench.run import BenchTarget
+from creatia_tui.config import Locations, Settings
+from creatia_tui.data.db import Databases
+from creatia_tui.data.mongo_schema import load_collection_specs
+from creatia_tui.ops import consistency, sync
+from creatia_tui.ops.seed import SeedOptions, seed
+
+RATIO_TARGET = 0.8
+NOTHING_CHANGED_TARGET = 5.0
+ONE_PERCENT_TARGET = 10.0
+REAL_TIME_TARGET = 1.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--orgs", type=int, default=1_000)
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=sync.DEFAULT_BATCH_SIZE)
+    parser.add_argument("--changed", type=float, default=0.01,
+                        help="share of users renamed before the last re-sync (default 0.01)")
+    parser.add_argument("--renames", type=int, default=20, help="real-time renames timed")
+    parser.add_argument("--seed", type=int, default=42)
+
+
+def _databases(target: BenchTarget, home: Path) -> Databases:
+    settings = Settings(
+        pg_dsn=target.pg_dsn, mongo_uri=target.mongo_uri, mongo_db=target.mongo_db,
+        locations=Locations.from_env({"CREATIA_HOME": str(home)}),
+    )
+    return Databases(settings, pool_max=4)
+
+
+def _empty_snapshots(dbs: Databases) -> None:
+    """user_snapshots as migrate makes it, empty (the seed filled it)."""
+    spec = next(s for s in load_collection_specs() if s.name == "user_snapshots")
+    try:
+        # Out of the way, not dropped: a drop removes 100,000 documents one by one, which
+        # would slow the measurements that follow.
+        dbs.mongo.user_snapshots.rename("user_snapshots_seeded")
+    except PyMongoError:
+        dbs.mongo.drop_collection("user_snapshots")
+    dbs.mongo.create_collection("user_snapshots", validator=spec.validator)
+    for index in spec.indexes:
+        dbs.mongo.user_snapshots.create_index(index.key, name=index.name, **index.options)
+    dbs.mongo[sync.STATE_COLLECTION].delete_many({})
+
+
+def _bare_rate(dbs: Databases, batch_size: int, scratch_name: str) -> tuple[float, int]:
+    """The sync's documents, written bare in its batch size into a collection like its own.
+
+    The scratch database is dropped at the end of the run, not here: SecantusDB removes a
+    dropped collection's documents one by one, and that work would slow what runs next."""
+    with dbs.pg() as conn:
+        rows = conn.execute(sync.ALL_USERS).fetchall()
+    now = sync.utcnow()
+    docs = [
+        {**sync.snapshot_document(sync.SourceUser.from_row(row), now), "created_at": now}
+        for row in rows
+    ]
+    spec = next(s for s in load_collection_specs() if s.name == "user_snapshots")
+    scratch = dbs.mongo_client[scratch_name]
+    scratch.drop_collection("user_snapshots")
+    scratch.create_collection("user_snapshots", validator=spec.validator)
+    for index in spec.indexes:
+        scratch.user_snapshots.create_index(index.key, name=index.name, **index.options)
+    started = time.perf_counter()
+    for start in range(0, len(docs), batch_size):
+        scratch.user_snapshots.insert_many(docs[start:start + batch_size], ordered=False)
+    seconds = time.perf_counter() - started
+    return len(docs) / seconds, len(docs)
+
+
+def _explain_task_rewrite(dbs: Databases) -> str:
+    task = dbs.mongo.tasks.find_one(
+        {"organization_id": {"$exists": True}, "assignee_id": {"$type": "string"}},
+        {"organization_id": 1, "assignee_id": 1},
+    )
+    if task is None:
+        return "no assigned task"
+    rewrite = sync.TaskRewrite(
+        task["assignee_id"], {"user_id": task["assignee_id"]},
+        frozenset([task["organization_id"]]),
+    )
+    queries = {
+        "assignee (one find per batch)": sync.assignee_tasks_query([rewrite]),
+        "reviewer (one update per user and organization)": sync.reviewer_update(
+            task["organization_id"], rewrite.snap)._filter,
+    }
+    timings = []
+    for what, query in queries.items():
+        plan = dbs.mongo.command("explain", {"find": "tasks", "filter": query},
+                                 verbosity="queryPlanner")
+        started = time.perf_counter()
+        found = len(list(dbs.mongo.tasks.find(query, {"_id": 1})))
+        ms = (time.perf_counter() - started) * 1000
+        winning = _plan_text(plan.get("queryPlanner", {}).get("winningPlan", {}))
+        timings.append(f"{what}: explain says {winning}, find {ms:.1f} ms ({found})")
+    return "; ".join(timings)
+
+
+def _plan_text(stage: dict[str, Any]) -> str:
+    parts = []
+    while stage:
+        name = stage.get("stage", "?")
+        if stage.get("indexName"):
+            name += f" {stage['indexName']}"
+        parts.append(name)
+        stage = stage.get("inputStage") or {}
+    return " <- ".join(parts)
+
+
+def _real_time(dbs: Databases, renames: int, rng: random.Random) -> list[float]:
+    """Seconds from each rename's commit to its snapshot and a task of theirs in MongoDB."""
+    listener = sync.SnapshotListener(dbs)
+    listener.ensure_connected()
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            listener.run(stop.is_set, max_seconds=1.0)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    delays = []
+    try:
+        assigned = list(dbs.mongo.tasks.aggregate([
+            {"$match": {"organization_id": {"$exists": True}, "assignee_id": {"$type": "string"},
+                        "status": {"$in": ["todo", "in_progress", "review"]}}},
+            {"$group": {"_id": "$assignee_id", "org": {"$first": "$organization_id"},
+                        "task": {"$first": "$_id"}}},
+            {"$limit": 2000},
+        ]))
+        with dbs.connect_pg(autocommit=True) as conn:
+            for n in range(renames):
+                pick = rng.choice(assigned)
+                name = f"실시간 {n} {rng.random():.6f}"
+                conn.execute("UPDATE users SET name = %s WHERE id = %s", (name, pick["_id"]))
+                committed = time.perf_counter()
+                while True:
+                    snap = dbs.mongo.user_snapshots.find_one({"user_id": pick["_id"]},
+                                                             {"name": 1})
+                    task = dbs.mongo.tasks.find_one(
+                        {"_id": pick["task"], "organization_id": pick["org"]},
+                        {"assignee_snapshot.name": 1})
+                    if (snap or {}).get("name") == name and (
+                        (task or {}).get("assignee_snapshot") or {}
+                    ).get("name") == name:
+                        break
+                    if time.perf_counter() - committed > 10:
+                        raise RuntimeError("a rename did not arrive within 10 s")
+                    time.sleep(0.005)
+                delays.append(time.perf_counter() - committed)
+                time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    return delays
+
+
+def run(args: argparse.Namespace, target: BenchTarget) -> int:
+    rng = random.Random(args.seed)
+    options = SeedOptions(orgs=args.orgs, users=args.users, tasks=args.tasks, activity=0,
+                          sprints_per_org=1, seed=args.seed)
+    print(f"sync: {options.users} users, {options.orgs} orgs, {options.tasks} tasks, "
+          f"batch size {args.batch_size}", flush=True)
+    home = Path(tempfile.mkdtemp(prefix="creatia-bench-sync-"))
+    dbs = _databases(target, home)
+    try:
+        started = time.perf_counter()
+        with target.pg_connect() as conn:
+            seed(conn, dbs.mongo, options)
+        print(f"  seeded in {time.perf_counter() - started:.1f} s", flush=True)
+        _empty_snapshots(dbs)
+
+        # Bare before and after the first sync, the ratio against their mean: the server's
+        # speed drifts during a run (and other work on this machine comes and goes).
+        scratch = [f"{target.mongo_db}_bare1", f"{target.mongo_db}_bare2"]
+        bare_before, documents = _bare_rate(dbs, args.batch_size, scratch[0])
+        print(f"  bare insert_many: {documents} documents, {bare_before:.0f} docs/s", flush=True)
+
+        first = sync.batch_sync(dbs, batch_size=args.batch_size)
+        first_rate = first.snapshots_written / first.seconds
+        print(f"  first sync: {first.summary()}; {first_rate:.0f} docs/s", flush=True)
+
+        bare_after, _ = _bare_rate(dbs, args.batch_size, scratch[1])
+        print(f"  bare insert_many again: {bare_after:.0f} docs/s", flush=True)
+        bare = (bare_before + bare_after) / 2
+        for name in scratch:
+            dbs.mongo_client.drop_database(name)
+
+        unchanged = sync.batch_sync(dbs, batch_size=args.batch_size)
+        print(f"  re-sync, nothing changed: {unchanged.summary()}", flush=True)
+
+        with dbs.pg() as conn:
+            ids = [row["id"] for row in conn.execute("SELECT id::text AS id FROM users")]
+        changed_ids = rng.sample(ids, max(1, int(len(ids) * args.changed)))
+        with dbs.connect_pg(autocommit=True) as conn:
+            conn.execute("UPDATE users SET name = name || ' (renamed)' WHERE id = ANY(%s::uuid[])",
+                         (changed_ids,))
+        some = sync.batch_sync(dbs, batch_size=args.batch_size)
+        print(f"  re-sync, {len(changed_ids)} changed: {some.summary()}", flush=True)
+
+        delays = _real_time(dbs, args.renames, rng)
+        print(f"  real time: {len(delays)} renames, median {statistics.median(delays):.3f} s, "
+              f"max {max(delays):.3f} s", flush=True)
+
+        report = consistency.check_consistency(dbs)
+        print(f"  consistency check: {report.seconds:.1f} s, {report.problems} problems",
+              flush=True)
+        plan = _explain_task_rewrite(dbs)
+        print(f"  task rewrite plan: {plan}", flush=True)
+    finally:
+        dbs.close()
+
+    ratio = first_rate / bare
+    rows = [
+        ("first sync", f"{first.seconds:.1f} s", f"{first_rate:,.0f} docs/s",
+         f"bare {bare_before:,.0f} before, {bare_after:,.0f} after: ratio {ratio:.0%} "
+         f"(target >= {RATIO_TARGET:.0%})",
+         ratio >= RATIO_TARGET),
+        ("re-sync, nothing changed", f"{unchanged.seconds:.1f} s",
+         f"{unchanged.snapshots_written} written", f"target < {NOTHING_CHANGED_TARGET:.0f} s",
+         unchanged.seconds < NOTHING_CHANGED_TARGET),
+        (f"re-sync, {len(changed_ids)} changed", f"{some.seconds:.1f} s",
+         f"{some.snapshots_written} written, {some.tasks_modified} tasks",
+         f"target < {ONE_PERCENT_TARGET:.0f} s", some.seconds < ONE_PERCENT_TARGET),
+        ("real-time rename", f"median {statistics.median(delays):.3f} s",
+         f"max {max(delays):.3f} s", f"target < {REAL_TIME_TARGET:.0f} s",
+         max(delays) < REAL_TIME_TARGET),
+        ("consistency check", f"{report.seconds:.1f} s",
+         f"{report.users} users, {report.tasks} tasks", "informative", True),
+    ]
+    print("\n| step | time | written | against | met |\n| --- | ---: | ---: | --- | --- |")
+    for step, seconds, written, against, met in rows:
+        print(f"| {step} | {seconds} | {written} | {against} | {'yes' if met else 'NO'} |")
+    print(f"\ntask rewrite plan: {plan}")
+    return 0 if all(row[-1] for row in rows) else 1
