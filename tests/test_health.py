@@ -167,9 +167,9 @@ def test_the_age_of_the_last_good_backup_is_a_warning_not_an_error(
     assert code == 0 and report["status"] == "ok"  # the databases answer: still ok
     assert report["checks"]["backup"]["up"] is False
     assert report["checks"]["backup"]["error"] == (
-        "the last good backup was 30 hours ago (older than 26 h).")
+        "the last good backup is 30.0 h old (more than 26.0 h).")
 
     fresh = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=3)
     (folder / f"{PREFIX}{fresh.strftime(TIME_FORMAT)}{SUFFIX}").write_bytes(b"x")
     code, out, _ = cli(*argv)
-    assert code == 0 and "Backup: up: the last good backup was 3 hours ago." in out.splitlines()
+    assert code == 0 and "Backup: up: the last good backup is 3.0 h old." in out.splitlines()

@@ -81,7 +81,7 @@ def test_the_runner_runs_stops_and_runs_now(dbs: Databases, world: World) -> Non
     [published] = [w for w in worker.published_workers(dbs) if w.label == "test"]
     assert published.gone()
     assert [job.name for job in worker.JOBS] == [
-        "snapshot-listener", "snapshot-catch-up", "consistency-check", "burndown"
+        "snapshot-listener", "snapshot-catch-up", "consistency-check", "burndown", "backup"
     ]
 
 

@@ -403,15 +403,6 @@ def last_good_backup_age(
     return newest.age(now) if newest else None
 
 
-def describe_age(age: dt.timedelta) -> str:
-    hours = age.total_seconds() / 3600
-    if hours < 1:
-        return f"{max(age.total_seconds() // 60, 0):.0f} minutes ago"
-    if hours < 48:
-        return f"{hours:.0f} hours ago"
-    return f"{hours / 24:.0f} days ago"
-
-
 def backup_health(
     settings: Settings, now: dt.datetime | None = None, folder: Path | str | None = None
 ) -> ServiceHealth:
@@ -421,13 +412,14 @@ def backup_health(
     age = last_good_backup_age(settings, now, folder)
     if age is None:
         return ServiceHealth("Backup", up=False, error="no backup has been taken yet.")
-    ago = describe_age(age)
     if age > HEALTH_WARN_AFTER:
-        hours = HEALTH_WARN_AFTER.total_seconds() / 3600
         return ServiceHealth(
-            "Backup", up=False, error=f"the last good backup was {ago} (older than {hours:.0f} h)."
+            "Backup", up=False, error=f"the last good backup is {format_age(age)} old "
+            f"(more than {format_age(HEALTH_WARN_AFTER)})."
         )
-    return ServiceHealth("Backup", up=True, detail=f"the last good backup was {ago}.")
+    return ServiceHealth(
+        "Backup", up=True, detail=f"the last good backup is {format_age(age)} old."
+    )
 
 
 # ---------------------------------------------------------------- BSON files

@@ -164,11 +164,30 @@ def burndown_once(ctx: JobContext) -> JobOutcome:
     )
 
 
+class _StopAsEvent:
+    """The runner's stop question in the shape the backup's cancel takes (``is_set``)."""
+
+    def __init__(self, should_stop: Callable[[], bool]) -> None:
+        self.is_set = should_stop
+
+
+def backup_once(ctx: JobContext) -> JobOutcome:
+    """The scheduled backup (issue 8): it decides from the backup folder whether one is due
+    (daily by default), so running it every 15 minutes never doubles or skips one; a stop
+    cancels a backup in progress and leaves nothing partial."""
+    from creatia_tui.ops.backup import run_scheduled_backup
+
+    cancel: Any = _StopAsEvent(ctx.should_stop)
+    outcome = run_scheduled_backup(ctx.dbs.settings, cancel=cancel)
+    return JobOutcome(items=1 if outcome.ran else 0, summary=outcome.reason)
+
+
 JOBS: list[Job] = [
     Job("snapshot-listener", "Snapshot sync (LISTEN)", 0, listen_once),
     Job("snapshot-catch-up", "Snapshot catch-up", 300, catch_up_once),
     Job("consistency-check", "Consistency check", 3600, consistency_once),
     Job("burndown", "Burndown recording", 3600, burndown_once),
+    Job("backup", "Scheduled backup", 900, backup_once),
 ]
 
 
