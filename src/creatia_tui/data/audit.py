@@ -137,7 +137,6 @@ AUDIT_ACTIONS: tuple[str, ...] = (
     "role.reactivated",
     "role.permission_granted",
     "role.permission_revoked",
-    "consistency.repaired",
 )
 
 MAX_PAGE = 500
