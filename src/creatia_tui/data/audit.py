@@ -137,7 +137,13 @@ AUDIT_ACTIONS: tuple[str, ...] = (
     "role.reactivated",
     "role.permission_granted",
     "role.permission_revoked",
+    "monitoring.backend_cancelled",
+    "monitoring.backend_terminated",
+    "monitoring.operation_killed",
+    "monitoring.profiling_changed",
     "consistency.repaired",
+    "backup.created",
+    "backup.restored",
 )
 
 MAX_PAGE = 500

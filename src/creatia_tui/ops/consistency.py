@@ -55,7 +55,7 @@ KINDS: dict[str, tuple[str, bool]] = {  # kind -> (title, repaired by repair())
     "inactive_organization_tasks": ("Tasks of deactivated organizations", False),
     "missing_task_snapshots": ("Tasks without the snapshot of their assignee or reviewer", True),
     "stale_task_snapshots": ("Tasks holding a stale assignee or reviewer snapshot", True),
-    "non_member_assignees": ("Open tasks assigned to someone no longer an active member", False),
+    "non_member_assignees": ("Open tasks assigned to former or inactive members", False),
     "missing_user_snapshots": ("Users without a snapshot", True),
     "stale_user_snapshots": ("Snapshots that differ from their user", True),
     "deleted_user_snapshots": ("Snapshots of deleted users not marked deleted", True),

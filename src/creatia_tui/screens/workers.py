@@ -108,7 +108,10 @@ JOB_COLUMNS = (
     ("job", "Job"), ("where", "Where"), ("state", "State"), ("last", "Last run"),
     ("took", "Took"), ("lag", "Lag"), ("items", "Items"), ("errors", "Errors"),
 )
-FINDING_COLUMNS = (("count", "Count"), ("finding", "Finding"), ("fix", "Fix"))
+# Fixed widths: the findings arrive after the first paint, and an auto-sized column filled
+# then was sometimes drawn at its label's width (seen in a loaded test run).
+FINDING_WIDTH = 56
+FINDING_COLUMNS = (("count", "Count", 6), ("finding", "Finding", FINDING_WIDTH), ("fix", "Fix", 6))
 
 
 def job_cells(row: JobRow, now: dt.datetime) -> list[Text]:
@@ -208,8 +211,8 @@ class WorkersScreen(AppScreen):
         findings: DataTable[Text] = DataTable(
             id="findings", cursor_type="row", zebra_stripes=True
         )
-        for key, label in FINDING_COLUMNS:
-            findings.add_column(label, key=key)
+        for key, label, width in FINDING_COLUMNS:
+            findings.add_column(label, key=key, width=width)
         yield findings
 
     @property
@@ -385,7 +388,7 @@ class WorkersScreen(AppScreen):
                     table.add_row(
                         Text(str(finding.count), justify="right",
                              style="bold" if finding.count else ""),
-                        fit(finding.title, 58),
+                        fit(finding.title, FINDING_WIDTH),
                         Text("repair" if finding.repairable else "report"),
                         key=finding.kind,
                     )
