@@ -72,6 +72,8 @@ DEFAULT_BATCH_SIZE = 1_000
 # Bulk writes a batch sync keeps in flight: while the server applies one, the next is already
 # waiting on its connection, so it never idles between batches.
 WRITES_IN_FLIGHT = 2
+# Users a batch sync reads ahead from PostgreSQL while the snapshots' states are being read.
+PREFETCH_ROWS = 100_000
 FRESH_SECONDS = 300  # the seed's fresh?: synced within 5 minutes
 OVERLAP = dt.timedelta(seconds=60)
 SHOWN_FIELDS = ("name", "email", "avatar_url", "department", "position")
@@ -595,20 +597,32 @@ def catch_up(
     start = mark.updated_at - overlap if mark.updated_at > EPOCH else EPOCH
     cursor: tuple[dt.datetime, str] = (start, NIL_UUID)
     newest = (mark.updated_at, mark.user_id)
-    while not should_stop():
-        with dbs.pg() as conn, conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(USERS_SINCE, (cursor[0], cursor[1], batch_size)).fetchall()
-        if not rows:
-            break
-        users = [SourceUser.from_row(row) for row in rows]
-        existing = existing_snapshots(dbs.mongo, [user.id for user in users])
-        result.add(
-            apply_users(dbs.mongo, users, existing, rewrite_tasks_of_new=mark.updated_at > EPOCH)
-        )
-        cursor = (users[-1].updated_at, users[-1].id)
-        newest = max(newest, cursor)
-        if len(rows) < batch_size:
-            break
+    # The next batch is read from PostgreSQL (and its snapshots from MongoDB) while a thread
+    # writes the last one: a user is in one batch only, so the batches are independent.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-catch-up") as writer:
+        pending: Future[SyncResult] | None = None
+        while not should_stop():
+            with dbs.pg() as conn, conn.cursor(row_factory=dict_row) as cur:
+                rows = cur.execute(USERS_SINCE, (cursor[0], cursor[1], batch_size)).fetchall()
+            if not rows:
+                break
+            users = [SourceUser.from_row(row) for row in rows]
+            existing = existing_snapshots(dbs.mongo, [user.id for user in users])
+            if pending is not None:
+                result.add(pending.result())
+            pending = writer.submit(
+                apply_users,
+                dbs.mongo,
+                users,
+                existing,
+                rewrite_tasks_of_new=mark.updated_at > EPOCH,
+            )
+            cursor = (users[-1].updated_at, users[-1].id)
+            newest = max(newest, cursor)
+            if len(rows) < batch_size:
+                break
+        if pending is not None:
+            result.add(pending.result())
     deletions_since = mark.deletions_at - overlap if mark.deletions_at > EPOCH else EPOCH
     with dbs.pg() as conn, conn.cursor(row_factory=dict_row) as cur:
         tombstones = cur.execute(DELETIONS_SINCE, (deletions_since,)).fetchall()
@@ -654,7 +668,8 @@ def batch_sync(
     `batch_size`; snapshots whose user is gone are marked deleted.
 
     Three things overlap: the stored states are read in one find over user_snapshots on a
-    thread while PostgreSQL starts streaming the users (a server-side cursor); each batch is
+    thread while PostgreSQL streams the first users (a server-side cursor, read ahead up to
+    PREFETCH_ROWS); each batch is
     compared and planned (new snapshots encoded) on this thread while writer threads send
     the previous ones, up to `writes_in_flight` at a time (batches hold different users, and
     each keeps its own order: tasks, then snapshots, then caches). An unchanged user costs a
@@ -696,10 +711,22 @@ def batch_sync(
             conn.transaction(),
             conn.cursor(name="creatia_batch_sync", row_factory=dict_row) as cur,
         ):
-            cur.itersize = max(batch_size, 10_000)
             cur.execute(ALL_USERS)
-            while not should_stop():
+            # While MongoDB sends the states, PostgreSQL computes the first users (a server-side
+            # cursor computes rows only when fetched): up to PREFETCH_ROWS of them are held.
+            prefetched: deque[list[dict[str, Any]]] = deque()
+            exhausted = False
+            while not reading.done() and len(prefetched) * batch_size < PREFETCH_ROWS:
                 rows = cur.fetchmany(batch_size)
+                if not rows:
+                    exhausted = True
+                    break
+                prefetched.append(rows)
+            while not should_stop():
+                if prefetched:
+                    rows = prefetched.popleft()
+                else:
+                    rows = [] if exhausted else cur.fetchmany(batch_size)
                 if not rows:
                     break
                 if states is None:
