@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pymongo import monitoring
 from pymongo.errors import PyMongoError
 
 from bench.run import BenchTarget
@@ -53,12 +54,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42)
 
 
-def _databases(target: BenchTarget, home: Path) -> Databases:
+class CommandTimes(monitoring.CommandListener):
+    """Server time of MongoDB commands by kind (command and collection), while `on`: where a
+    sync's time goes. Durations are the driver's, from send to reply."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.seconds: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self._kinds: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.on:
+            collection = event.command.get(event.command_name)
+            kind = event.command_name
+            if isinstance(collection, str):
+                kind += f" {collection}"
+            self._kinds[event.request_id] = kind
+
+    def _done(self, event: Any) -> None:
+        kind = self._kinds.pop(event.request_id, None)
+        if kind is not None:
+            with self._lock:
+                self.seconds[kind] = self.seconds.get(kind, 0.0) + event.duration_micros / 1e6
+                self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self._done(event)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._done(event)
+
+    def measure(self) -> CommandTimes:
+        self.seconds.clear()
+        self.counts.clear()
+        self.on = True
+        return self
+
+    def report(self) -> str:
+        self.on = False
+        kinds = sorted(self.seconds, key=self.seconds.get, reverse=True)
+        return ", ".join(
+            f"{kind} {self.counts[kind]}x {self.seconds[kind]:.2f} s" for kind in kinds
+        )
+
+
+def _databases(target: BenchTarget, home: Path, times: CommandTimes) -> Databases:
     settings = Settings(
         pg_dsn=target.pg_dsn, mongo_uri=target.mongo_uri, mongo_db=target.mongo_db,
         locations=Locations.from_env({"CREATIA_HOME": str(home)}),
     )
-    return Databases(settings, pool_max=4)
+    return Databases(settings, pool_max=4, mongo_options={"event_listeners": [times]})
 
 
 def _empty_snapshots(dbs: Databases) -> None:
@@ -196,7 +243,8 @@ def run(args: argparse.Namespace, target: BenchTarget) -> int:
     print(f"sync: {options.users} users, {options.orgs} orgs, {options.tasks} tasks, "
           f"batch size {args.batch_size}", flush=True)
     home = Path(tempfile.mkdtemp(prefix="creatia-bench-sync-"))
-    dbs = _databases(target, home)
+    times = CommandTimes()
+    dbs = _databases(target, home, times)
     try:
         started = time.perf_counter()
         with target.pg_connect() as conn:
@@ -210,9 +258,11 @@ def run(args: argparse.Namespace, target: BenchTarget) -> int:
         bare_before, documents = _bare_rate(dbs, args.batch_size, scratch[0])
         print(f"  bare insert_many: {documents} documents, {bare_before:.0f} docs/s", flush=True)
 
+        times.measure()
         first = sync.batch_sync(dbs, batch_size=args.batch_size)
         first_rate = first.snapshots_written / first.seconds
         print(f"  first sync: {first.summary()}; {first_rate:.0f} docs/s", flush=True)
+        print(f"    MongoDB commands: {times.report()}", flush=True)
 
         bare_after, _ = _bare_rate(dbs, args.batch_size, scratch[1])
         print(f"  bare insert_many again: {bare_after:.0f} docs/s", flush=True)
@@ -229,8 +279,11 @@ def run(args: argparse.Namespace, target: BenchTarget) -> int:
         with dbs.connect_pg(autocommit=True) as conn:
             conn.execute("UPDATE users SET name = name || ' (renamed)' WHERE id = ANY(%s::uuid[])",
                          (changed_ids,))
+        times.measure()
         some = sync.batch_sync(dbs, batch_size=args.batch_size)
         print(f"  re-sync, {len(changed_ids)} changed: {some.summary()}", flush=True)
+        print(f"    MongoDB commands (driver time, overlapping threads add up): "
+              f"{times.report()}", flush=True)
 
         delays = _real_time(dbs, args.renames, rng)
         print(f"  real time: {len(delays)} renames, median {statistics.median(delays):.3f} s, "
