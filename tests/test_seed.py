@@ -31,7 +31,9 @@ from creatia_tui.ops.seed import (
 )
 from tests.conftest import ServerInfo, scratch_database
 
-NOW = datetime(2026, 3, 4, 9, 0, tzinfo=timezone.utc)
+# The seed's own anchor (today, 09:00 UTC): its activity logs are then younger than the 30-day TTL,
+# so the server's TTL sweeper (every few minutes) cannot delete them in the middle of a test.
+NOW = default_now()
 SMALL = {"orgs": 2, "users": 12, "tasks": 60, "activity": 100}
 HANGUL = re.compile("[\uac00-\ud7a3]")
 MONGO_COLLECTIONS = ("user_snapshots", "tasks", "sprints", "activity_logs")
