@@ -30,14 +30,24 @@ def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., N
 
 
 async def settle(pilot: Pilot[Any]) -> None:
-    """Let the workers finish and their results reach the widgets (twice: a result may start
-    another read, as signing in starts the permission read and then the screen's own)."""
-    for _ in range(3):
+    """Let the workers finish and their results reach the widgets.
+
+    A result may start another read (signing in starts the permission read, then the screen's
+    own, then the highlighted row's details), so this goes on until two rounds in a row found
+    no worker running, at least three rounds and at most twenty: a fixed number of rounds was
+    too few on a loaded machine, where a chained read started after the last round."""
+    quiet_rounds = 0
+    for round_number in range(20):
         await pilot.pause()
         # A "-feed" worker (the board's live changes) runs until its screen closes.
         finite = [w for w in pilot.app.workers if not w.group.endswith("-feed")]
         if finite:  # an empty list would mean "every worker" to Textual
+            quiet_rounds = 0
             await pilot.app.workers.wait_for_complete(finite)
+        else:
+            quiet_rounds += 1
+            if quiet_rounds >= 2 and round_number >= 2:
+                break
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
 
