@@ -32,7 +32,7 @@ from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-from creatia_tui.data.access import OrganizationChoice, organizations_for, permissions_of
+from creatia_tui.data.access import OrganizationChoice, organizations_for
 from creatia_tui.data.db import Databases
 from creatia_tui.data.models import User
 from creatia_tui.errors import UserError, one_line
@@ -234,7 +234,10 @@ class CreatiaApp(App[None]):
         assert session is not None
         try:
             with self.dbs.pg() as conn:
-                permissions = permissions_of(conn, session.actor_for(choice.id))
+                # Kept as the data layer's read grant too (access decision 3): the board
+                # opened next needs no permission read of its own.
+                actor = session.actor_for(choice.id)
+                permissions = self.dbs.read_grants.read(conn, actor).permissions
         except UserError as exc:
             self.call_from_thread(self.notify, one_line(str(exc)), severity="error")
             return

@@ -22,11 +22,23 @@ Decisions, enforced here for every service:
    (:func:`refuse_escalation`); nor change or deactivate a member whose current role holds a
    permission they lack (an admin cannot demote or remove an owner). Platform admins hold every
    permission, so they pass.
+3. Read grants (:class:`ReadGrants`): opening the kanban board may rely on the actor's standing
+   as read from PostgreSQL at most :data:`GRANT_MAX_AGE_S` (15 s) ago instead of reading it
+   again, so the board opens in one round trip per column. The grant is the data layer's own
+   read (at sign-in or organization switch, by the board's previous check, and again by the
+   status line's PostgreSQL check every 5 s, which runs this query instead of ``SELECT 1``),
+   never the screen's copy of the permissions. Only a grant that *holds* the permission is
+   trusted: a refusal is always checked again. Every permission audit row written in this
+   process (a role, membership or organization changed here) voids every grant at once, so a
+   change made in this app applies to its next read; a change made elsewhere applies within
+   15 s to board reads and at once to every write, which always checks inside its transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import psycopg
@@ -105,38 +117,157 @@ SELECT (SELECT o.active FROM organizations o WHERE o.id = %(org)s) AS organizati
 """
 
 
+@dataclass(frozen=True)
+class Standing:
+    """What :data:`STANDING` reads: the organization's state (None: no such organization),
+    whether the user is an active member, and the permissions they hold there."""
+
+    organization_active: bool | None
+    member: bool
+    permissions: frozenset[str]
+
+
+def _read_standing(conn: psycopg.Connection, user_id: str, organization_id: str) -> Standing:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(STANDING, {"user": user_id, "org": organization_id}).fetchone()
+    assert row is not None
+    return Standing(row["organization_active"], row["member"], frozenset(row["permissions"]))
+
+
+def standing_of(conn: psycopg.Connection, actor: Actor) -> Standing:
+    return _read_standing(conn, actor.user_id, actor.organization_id)
+
+
 def permissions_of(conn: psycopg.Connection, actor: Actor) -> frozenset[str]:
     """The permission names the actor holds now (nothing in a deactivated organization, unless
     they are a platform admin)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            STANDING, {"user": actor.user_id, "org": actor.organization_id}
-        ).fetchone()
-    assert row is not None
-    return frozenset(row["permissions"])
+    return standing_of(conn, actor).permissions
 
 
-def require(conn: psycopg.Connection, actor: Actor, permission: str) -> frozenset[str]:
-    """Raise PermissionDenied (one sentence) unless the actor holds the permission now.
-
-    Returns every permission the actor holds, for the escalation checks that follow."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            STANDING, {"user": actor.user_id, "org": actor.organization_id}
-        ).fetchone()
-    assert row is not None
-    held = frozenset(row["permissions"])
-    if row["organization_active"] is None:
+def judge(standing: Standing, permission: str) -> frozenset[str]:
+    """Every permission held when `permission` is among them; PermissionDenied otherwise."""
+    held = standing.permissions
+    if standing.organization_active is None:
         raise PermissionDenied("That organization does not exist.")
     if permission in held:
         return held
-    if row["member"] and not row["organization_active"]:
+    if standing.member and not standing.organization_active:
         raise PermissionDenied(DEACTIVATED)
     resource, _, action = permission.partition(".")
     raise PermissionDenied(
         f"You may not {action} {resource} in this organization "
         f"(permission {permission} is not granted to you)."
     )
+
+
+def require(conn: psycopg.Connection, actor: Actor, permission: str) -> frozenset[str]:
+    """Raise PermissionDenied (one sentence) unless the actor holds the permission now.
+
+    Returns every permission the actor holds, for the escalation checks that follow."""
+    return judge(standing_of(conn, actor), permission)
+
+
+GRANT_MAX_AGE_S = 15.0
+GRANT_UNUSED_S = 300.0  # a grant nobody asked for in 5 minutes is no longer refreshed
+
+
+class _Revision:
+    """Counts the permission changes written in this process (decision 3)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def bump(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+PERMISSION_REVISION = _Revision()
+
+
+def permissions_changed() -> None:
+    """Void every read grant in this process (called with every permission audit row)."""
+    PERMISSION_REVISION.bump()
+
+
+@dataclass
+class _Grant:
+    standing: Standing
+    read_at: float
+    revision: int
+    used_at: float
+
+
+class ReadGrants:
+    """The standings this process read lately, per (user, organization): decision 3.
+
+    Thread-safe; one per :class:`~creatia_tui.data.db.Databases`."""
+
+    def __init__(
+        self,
+        max_age_s: float = GRANT_MAX_AGE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._grants: dict[tuple[str, str], _Grant] = {}
+
+    @staticmethod
+    def _key(actor: Actor) -> tuple[str, str]:
+        return (actor.user_id, actor.organization_id)
+
+    def held(self, actor: Actor, permission: str) -> bool:
+        """Whether a grant no older than max_age_s, read since the last permission change made
+        in this process, holds the permission (False means: check in PostgreSQL)."""
+        now = self._clock()
+        with self._lock:
+            grant = self._grants.get(self._key(actor))
+            if grant is None:
+                return False
+            grant.used_at = now
+            return (
+                grant.revision == PERMISSION_REVISION.value
+                and now - grant.read_at <= self.max_age_s
+                and grant.standing.organization_active is not None
+                and permission in grant.standing.permissions
+            )
+
+    def read(self, conn: psycopg.Connection, actor: Actor) -> Standing:
+        """The standing from PostgreSQL now, kept as the actor's grant."""
+        revision, started = PERMISSION_REVISION.value, self._clock()
+        standing = standing_of(conn, actor)
+        self.keep(actor, standing, started, revision)
+        return standing
+
+    def keep(self, actor: Actor, standing: Standing, read_at: float, revision: int) -> None:
+        with self._lock:
+            previous = self._grants.get(self._key(actor))
+            used_at = previous.used_at if previous else read_at
+            self._grants[self._key(actor)] = _Grant(standing, read_at, revision, used_at)
+
+    def refresh(self, conn: psycopg.Connection) -> int:
+        """Read again every grant used lately (the status line's check); returns how many."""
+        now = self._clock()
+        with self._lock:
+            for key in [k for k, g in self._grants.items() if now - g.used_at > GRANT_UNUSED_S]:
+                del self._grants[key]
+            keys = list(self._grants)
+        for user_id, organization_id in keys:
+            revision, started = PERMISSION_REVISION.value, self._clock()
+            standing = _read_standing(conn, user_id, organization_id)
+            with self._lock:
+                grant = self._grants.get((user_id, organization_id))
+                if grant is not None and grant.read_at <= started:
+                    self._grants[(user_id, organization_id)] = _Grant(
+                        standing, started, revision, grant.used_at
+                    )
+        return len(keys)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._grants.clear()
 
 
 def listed(names: Iterable[str], limit: int = 3) -> str:

@@ -36,7 +36,7 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from creatia_tui import __version__
-from creatia_tui.data.access import Actor, require
+from creatia_tui.data.access import Actor, permissions_changed, require
 from creatia_tui.data.models import AuditLogEntry
 from creatia_tui.errors import ValidationError
 
@@ -88,6 +88,9 @@ def write_audit(
     client: ClientContext | None = None,
 ) -> str:
     client = client or ClientContext.current()
+    # Every change to who may do what writes this row: the grants this process keeps for board
+    # reads (access decision 3) are void from here on.
+    permissions_changed()
     with conn.cursor(row_factory=tuple_row) as cur:
         row = cur.execute(
             """

@@ -34,6 +34,7 @@ from pymongo.errors import ConfigurationError as MongoConfigurationError
 from pymongo.errors import InvalidURI, PyMongoError
 
 from creatia_tui.config import Settings
+from creatia_tui.data.access import ReadGrants
 from creatia_tui.errors import ConfigurationError, DatabaseUnavailable, one_line, redact
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,8 @@ class Databases:
     _mongo_probe: pymongo.MongoClient | None = field(default=None, init=False, repr=False)
     pg_link: Link = field(default_factory=lambda: Link("PostgreSQL"), init=False)
     mongo_link: Link = field(default_factory=lambda: Link("MongoDB"), init=False)
+    # The standings read lately, which the board's open may rely on (access decision 3).
+    read_grants: ReadGrants = field(default_factory=ReadGrants, init=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Databases:
@@ -304,12 +307,14 @@ class Databases:
     def check_pg(self) -> None:
         """Raise DatabaseUnavailable with one sentence when PostgreSQL does not answer.
 
-        Records the outcome and its latency in :attr:`pg_link`."""
+        Records the outcome and its latency in :attr:`pg_link`. The query is the standing of
+        whoever this process acts for lately (:meth:`ReadGrants.refresh`), or ``SELECT 1``."""
         started = time.perf_counter()
         try:
             with self.connect_pg(autocommit=True) as conn:
                 try:
-                    conn.execute("SELECT 1")
+                    if not self.read_grants.refresh(conn):
+                        conn.execute("SELECT 1")
                 except psycopg.Error as exc:  # the server went away after accepting us
                     raise pg_unavailable(exc, self.pg_dsn, self.pg_password) from None
         except DatabaseUnavailable as exc:
