@@ -11,7 +11,7 @@ from creatia_tui.data.access import Actor, sign_in
 from creatia_tui.data.audit import ClientContext
 from creatia_tui.data.db import Databases
 from creatia_tui.data.organizations import add_membership, create_organization
-from creatia_tui.data.users import create_user
+from creatia_tui.data.users import create_user, get_user
 from creatia_tui.errors import PermissionDenied, ValidationError
 
 CLIENT = ClientContext(ip_address="192.0.2.10", user_agent="creatia-tui/test (pts/3)")
@@ -423,6 +423,29 @@ def test_nobody_hands_out_or_touches_more_than_they_hold(dbs, lab) -> None:
             ),
         ):
             admin.add_member(conn, Actor(lab["newbie"], lab["org"].id), lab["root"].id, "viewer")
+
+
+def test_reactivate_member_refuses_a_deactivated_account(dbs, world) -> None:
+    with dbs.pg() as conn:
+        owner = get_user(conn, world.minjun)
+        assert owner is not None
+        actor = Actor(owner, world.lab)
+        membership = world.memberships[(world.gone, world.lab)]
+        conn.execute(
+            "UPDATE organization_memberships SET active = false WHERE id = %s", (membership,)
+        )
+        conn.commit()
+        with pytest.raises(ValidationError, match=r"^The account gone@example.com is deactivated"):
+            admin.reactivate_member(conn, actor, membership, CLIENT)
+        active = conn.execute(
+            "SELECT active FROM organization_memberships WHERE id = %s", (membership,)
+        ).fetchone()
+        audited = conn.execute(
+            "SELECT count(*) AS n FROM permission_audit_logs WHERE resource_id = %s",
+            (membership,),
+        ).fetchone()
+    assert active is not None and active["active"] is False
+    assert audited is not None and audited["n"] == 0
 
 
 def test_reactivate_member_restores_the_role_it_had(dbs, lab) -> None:

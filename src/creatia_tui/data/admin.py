@@ -594,6 +594,14 @@ def reactivate_member(
         before = _membership(conn, actor, membership_id)
         if before.active:
             return before
+        user = get_user(conn, before.user_id)
+        if user is None or not user.active:
+            # As when adding a member: a deactivated account gets no membership back, or the
+            # members list would show an active member who cannot sign in.
+            email = user.email if user else "of this member"
+            raise ValidationError(
+                f"The account {email} is deactivated; a platform admin must reactivate it first."
+            )
         _assignable_role(conn, actor, before.role, held)
         conn.execute(
             "UPDATE organization_memberships SET active = true WHERE id = %s", (membership_id,)
