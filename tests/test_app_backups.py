@@ -27,7 +27,16 @@ from creatia_tui.screens import backups as backups_screen
 from creatia_tui.screens.backups import BackupsScreen, RestoreConfirmScreen
 from creatia_tui.secret_store import SecretStore
 from tests.conftest import World
-from tests.tui import app_as, audit_rows, message_of, press, run_async, settle, snapshot_before
+from tests.tui import (
+    app_as,
+    audit_rows,
+    message_of,
+    press,
+    run_async,
+    run_from_palette,
+    settle,
+    snapshot_before,
+)
 
 PASSPHRASE = "화면 passphrase 42"
 SNAPSHOT_FOLDER = Path("/tmp/creatia-tui-test-backups-snapshot")
@@ -43,12 +52,7 @@ def passphrase(dbs: Databases) -> str:
 async def open_backups(pilot: Pilot[Any]) -> BackupsScreen:
     """Through the command palette, by keyboard (the screen has no digit)."""
     await settle(pilot)
-    await pilot.press("ctrl+p")
-    await settle(pilot)
-    await pilot.press(*"Go to Backups")
-    await pilot.pause(0.3)
-    await pilot.press("enter")
-    await settle(pilot)
+    await run_from_palette(pilot, "Go to Backups")
     screen = pilot.app.screen
     assert isinstance(screen, BackupsScreen)
     return screen
@@ -132,7 +136,16 @@ async def test_an_organization_owner_is_refused_and_nothing_is_written(
     folder = dbs.settings.locations.data_dir / "backups"
     app = app_as(dbs, "minjun", world.lab)  # owner of lab, holds backups.*, not a platform admin
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_backups(pilot)
+        await settle(pilot)
+        refusal = "Only a platform admin may open Backups."
+        assert app.may_open(app.destination("backups")) == refusal  # so not in the palette
+        app.show("backups")
+        await settle(pilot)
+        assert not isinstance(app.screen, BackupsScreen)
+        # Had it been opened anyway (an older session, say), it offers nothing either.
+        screen = BackupsScreen()
+        await app.push_screen(screen)
+        await settle(pilot)
         assert "only a platform admin" in message_of(app)
         assert screen.check_action("backup", ()) is False
         await pilot.press("b", "v", "R")

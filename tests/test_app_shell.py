@@ -18,7 +18,15 @@ from creatia_tui.screens.organizations import OrganizationsScreen
 from creatia_tui.screens.roles import RolesScreen
 from creatia_tui.screens.sign_in import SignInScreen
 from tests.conftest import WORLD_PASSWORD, World
-from tests.tui import app_as, audit_rows, press, run_async, settle, snapshot_before
+from tests.tui import (
+    app_as,
+    audit_rows,
+    press,
+    run_async,
+    run_from_palette,
+    settle,
+    snapshot_before,
+)
 
 
 async def type_credentials(pilot: Any, email: str, password: str) -> None:
@@ -182,12 +190,7 @@ async def test_the_palette_offers_screens_organizations_and_permitted_actions(
         assert "Switch to Acme Robotics" in titles
         assert "Switch to 크리에이티아 연구소" not in titles  # the current one
         # Run one through the palette itself, by keyboard.
-        await pilot.press("ctrl+p")
-        await settle(pilot)
-        await pilot.press(*"Go to Organizations")
-        await pilot.pause(0.3)
-        await pilot.press("enter")
-        await settle(pilot)
+        await run_from_palette(pilot, "Go to Organizations")
         assert isinstance(app.screen, OrganizationsScreen)
 
 

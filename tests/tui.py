@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
 
 import psycopg
+from textual.command import CommandList
 from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
@@ -78,6 +79,24 @@ def snapshot_before(
             await settle(pilot)
 
     return run_before
+
+
+async def run_from_palette(pilot: Pilot[Any], text: str) -> None:
+    """Open the command palette, type `text` and press enter once the highlighted command is
+    the one asked for (the palette searches in the background: a fixed pause was too short on
+    a loaded machine, and enter then ran nothing)."""
+    await pilot.press("ctrl+p")
+    await settle(pilot)
+    await pilot.press(*text)
+    for _ in range(100):
+        await pilot.pause(0.05)
+        commands = pilot.app.screen.query(CommandList)
+        if commands and (found := commands.first()).highlighted is not None:
+            prompt = found.get_option_at_index(found.highlighted).prompt
+            if text in str(getattr(prompt, "plain", prompt)):
+                break
+    await pilot.press("enter")
+    await settle(pilot)
 
 
 def press(*keys: str) -> Callable[[Pilot[Any]], Awaitable[None]]:

@@ -304,6 +304,8 @@ class CreatiaApp(App[None]):
         screen_class = destination.screen
         if screen_class.NEEDS_ORGANIZATION and session.current is None:
             return "Choose an organization first (ctrl+o)."
+        if screen_class.PLATFORM_ADMIN_ONLY and not session.user.is_platform_admin:
+            return f"Only a platform admin may open {destination.title}."
         permission = screen_class.READ_PERMISSION
         if permission and not session.may(permission):
             return f"You may not open {destination.title} here (permission {permission})."

@@ -232,6 +232,7 @@ class BackupsScreen(AppScreen):
     READ_PERMISSION = "backups.read"
     # Backups are of the whole installation, not of one organization.
     NEEDS_ORGANIZATION = False
+    PLATFORM_ADMIN_ONLY = True
     ACTION_PERMISSIONS: ClassVar[dict[str, str]] = {
         "backup": "backups.create",
         "verify": "backups.read",

@@ -54,6 +54,9 @@ class AppScreen(Screen[None]):
     # the permission needed to open the screen at all (None: anyone signed in)
     READ_PERMISSION: ClassVar[str | None] = None
     NEEDS_ORGANIZATION: ClassVar[bool] = True
+    # Screens of the whole installation (backups): not offered to anyone else at all, even
+    # where their role holds READ_PERMISSION in an organization (the services refuse them too).
+    PLATFORM_ADMIN_ONLY: ClassVar[bool] = False
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # Off the footer to leave room at 80 columns; listed by ? and the palette.
