@@ -25,7 +25,9 @@ from creatia_tui.ops import monitor
 from creatia_tui.ops.monitor import (
     IndexStat,
     MongoSample,
+    Operation,
     PgSample,
+    ProfiledOperation,
     human_bytes,
     human_duration,
     mongo_rates,
@@ -147,21 +149,32 @@ def test_blocked_queries_are_shown_and_a_manager_can_cancel_and_terminate(
 ) -> None:
     holder_pid, waiter_pid, outcome = blocked_pair
     owner = actor(dbs, world.minjun, world.lab)
+    root = actor(dbs, world.root, world.lab)  # a platform admin
     with dbs.pg() as conn:
-        sample = service.read_postgres(conn, owner, full=False)
+        sample = service.read_postgres(conn, root, full=False)
+        owners_sample = service.read_postgres(conn, owner, full=False)
     backends = {b.pid: b for b in sample.activity}
     assert backends[waiter_pid].blocked_by == (holder_pid,)
     assert backends[waiter_pid].waiting_on in ("permissions", "transactionid", "tuple")
     assert "UPDATE permissions" in (backends[waiter_pid].query or "")
     assert backends[holder_pid].state == "idle in transaction"
+    # An organization's owner sees the same sessions, but not what another tenant runs.
+    owners_view = {b.pid: b for b in owners_sample.activity}
+    assert owners_view[waiter_pid].blocked_by == (holder_pid,)
+    assert owners_view[waiter_pid].query is None and not owners_sample.details_shown
+    assert sample.details_shown
 
-    # A viewer may not even read; a member reads but may not cancel: nothing is signalled.
+    # A viewer may not even read; a member reads but may not cancel; nor may an organization's
+    # owner, who holds monitoring.manage, on a server every organization shares.
     viewer, member = actor(dbs, world.yuna, world.lab), actor(dbs, world.jiho, world.lab)
     with pytest.raises(PermissionDenied, match=r"monitoring\.read"), dbs.pg() as conn:
         service.read_postgres(conn, viewer)
     with pytest.raises(PermissionDenied, match=r"monitoring\.manage"), dbs.pg() as conn:
         service.signal_backend(conn, member, waiter_pid, client=CLIENT)
+    with pytest.raises(PermissionDenied, match=r"only a platform admin"), dbs.pg() as conn:
+        service.signal_backend(conn, owner, waiter_pid, terminate=True, client=CLIENT)
     assert outcome == [] and audit_actions(pg_dsn) == []
+    owner = root
 
     with dbs.pg() as conn:
         service.signal_backend(conn, owner, waiter_pid, client=CLIENT)
@@ -249,6 +262,9 @@ def test_profiling_changes_only_through_the_service_with_an_audit_row(
     member, owner = actor(dbs, world.jiho, world.lab), actor(dbs, world.minjun, world.lab)
     with pytest.raises(PermissionDenied, match=r"monitoring\.manage"), dbs.pg() as conn:
         service.set_profiling_level(conn, member, dbs.mongo, 1, client=CLIENT)
+    with pytest.raises(PermissionDenied, match=r"only a platform admin"), dbs.pg() as conn:
+        service.set_profiling_level(conn, owner, dbs.mongo, 1, client=CLIENT)
+    owner = actor(dbs, world.root, world.lab)
     with pytest.raises(ValidationError, match="profiling level"), dbs.pg() as conn:
         service.set_profiling_level(conn, owner, dbs.mongo, 5, client=CLIENT)
     assert dbs.mongo.command("profile", -1)["was"] == 0 and audit_actions(pg_dsn) == []
@@ -267,6 +283,9 @@ def test_killing_an_operation_that_is_gone_audits_nothing(
     owner, member = actor(dbs, world.minjun, world.lab), actor(dbs, world.jiho, world.lab)
     with pytest.raises(PermissionDenied), dbs.pg() as conn:
         service.kill_operation(conn, member, dbs.mongo, 987654, client=CLIENT)
+    with pytest.raises(PermissionDenied, match=r"only a platform admin"), dbs.pg() as conn:
+        service.kill_operation(conn, owner, dbs.mongo, 987654, client=CLIENT)
+    owner = actor(dbs, world.root, world.lab)
     with pytest.raises(ValidationError, match="No MongoDB operation"), dbs.pg() as conn:
         service.kill_operation(conn, owner, dbs.mongo, 987654, client=CLIENT)
     assert audit_actions(pg_dsn) == []
@@ -307,3 +326,41 @@ def test_operations_shorter_than_a_second_and_helpers() -> None:
 def test_statement_columns_follow_the_version(version: int, mean: str, io: str) -> None:
     sql = monitor.pg_statements_query(version)
     assert f"{mean} AS mean_ms" in sql and f"{io} +" in sql
+
+
+def test_other_tenants_operations_are_described_to_platform_admins_only(
+    dbs: Databases, world: World
+) -> None:
+    root, owner = actor(dbs, world.root, world.lab), actor(dbs, world.minjun, world.lab)
+    with dbs.pg() as conn:
+        assert service.may_read(conn, root) is True
+        assert service.may_read(conn, owner) is False
+        service.set_profiling_level(conn, root, dbs.mongo, 2, slowms=0, client=CLIENT)
+    try:
+        dbs.mongo.tasks.find_one({"organization_id": world.acme, "title": "다른 조직의 비밀"})
+        shown = service.read_mongo(dbs.mongo, full=True, reveal=True)
+        withheld = service.read_mongo(dbs.mongo, full=True, reveal=False)
+    finally:
+        with dbs.pg() as conn:
+            service.set_profiling_level(conn, root, dbs.mongo, 0, client=CLIENT)
+    assert shown.details_shown and not withheld.details_shown
+    assert all(op.description is None and op.client is None for op in withheld.operations or [])
+    assert all(p.summary is None for p in withheld.profiled or [])
+    if shown.profiled:  # where the server keeps a profile, the admin reads what ran
+        assert any(p.summary for p in shown.profiled)
+
+
+def test_withheld_details_leave_the_figures() -> None:
+    sample = MongoSample(
+        sampled_at=0.0, version="7.0", uptime_s=1.0, connections_current=1,
+        connections_available=9, opcounters={}, network_in=None, network_out=None,
+        network_requests=None, full=True, database="creatia_logs",
+        operations=[Operation(7, "query", "creatia_logs.tasks", 2.5, "10.0.0.9:5000",
+                              "find {organization_id: 'acme', title: '비밀'}")],
+        profiled=[ProfiledOperation(None, "query", "creatia_logs.tasks", 120,
+                                    "find {title: '비밀'}")],
+    )
+    service.withhold_details(sample)
+    assert sample.operations == [Operation(7, "query", "creatia_logs.tasks", 2.5, None, None)]
+    assert sample.profiled == [ProfiledOperation(None, "query", "creatia_logs.tasks", 120, None)]
+    assert not sample.details_shown

@@ -156,6 +156,8 @@ class Service:
     permission: str
     writes: bool
     call: Callable[[psycopg.Connection, Actor, World], Any]
+    # Acts on what every organization shares: the permission is needed, and not enough.
+    platform_admin_only: bool = False
 
     def __str__(self) -> str:
         return self.name
@@ -209,7 +211,7 @@ SERVICES = [
             lambda c, a, w: monitoring.read_postgres(c, a, full=False)),
     Service("monitoring.signal_backend", "monitoring.manage", True,
             lambda c, a, w: monitoring.signal_backend(c, a, _idle_backend(c, w), client=CLIENT)
-            or "signalled"),
+            or "signalled", platform_admin_only=True),
 ]
 WRITES = [s for s in SERVICES if s.writes]
 
@@ -277,6 +279,10 @@ def test_each_service_requires_exactly_its_permission(world: World, service: Ser
     actor = Actor(user, world.lab)
     _refused(world, lambda: service.call(conn, actor, world), PermissionDenied, service.permission)
     conn.execute("UPDATE role_permissions SET granted = true WHERE role_id = %s", (role_id,))
+    if service.platform_admin_only:
+        _refused(world, lambda: service.call(conn, actor, world), PermissionDenied,
+                 "only a platform admin")
+        return
     service.call(conn, actor, world)
 
 

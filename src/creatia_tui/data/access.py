@@ -113,6 +113,8 @@ STANDING = f"""
 SELECT (SELECT o.active FROM organizations o WHERE o.id = %(org)s) AS organization_active,
        EXISTS (SELECT 1 FROM organization_memberships m
                WHERE m.user_id = %(user)s AND m.organization_id = %(org)s AND m.active) AS member,
+       EXISTS (SELECT 1 FROM users u
+               WHERE u.id = %(user)s AND u.role = 'admin' AND u.active) AS platform_admin,
        ARRAY({GRANTED_PERMISSION_NAMES}) AS permissions
 """
 
@@ -125,13 +127,17 @@ class Standing:
     organization_active: bool | None
     member: bool
     permissions: frozenset[str]
+    platform_admin: bool = False
 
 
 def _read_standing(conn: psycopg.Connection, user_id: str, organization_id: str) -> Standing:
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(STANDING, {"user": user_id, "org": organization_id}).fetchone()
     assert row is not None
-    return Standing(row["organization_active"], row["member"], frozenset(row["permissions"]))
+    return Standing(
+        row["organization_active"], row["member"], frozenset(row["permissions"]),
+        row["platform_admin"],
+    )
 
 
 def standing_of(conn: psycopg.Connection, actor: Actor) -> Standing:
@@ -165,6 +171,14 @@ def require(conn: psycopg.Connection, actor: Actor, permission: str) -> frozense
 
     Returns every permission the actor holds, for the escalation checks that follow."""
     return judge(standing_of(conn, actor), permission)
+
+
+def require_standing(conn: psycopg.Connection, actor: Actor, permission: str) -> Standing:
+    """:func:`require`, returning the whole standing (whether the actor is a platform admin,
+    read now, included)."""
+    standing = standing_of(conn, actor)
+    judge(standing, permission)
+    return standing
 
 
 GRANT_MAX_AGE_S = 15.0

@@ -10,10 +10,20 @@ Decision: reading MongoDB's figures is checked against PostgreSQL like everythin
 while PostgreSQL itself is down: then the permission held when the screen opened stands (the
 monitor is most needed during an outage, and reading statistics changes nothing). Actions never
 run without a live check.
+
+Decision (tenancy): both servers are shared by every organization, so what another tenant's
+session is doing is not an organization's business. Only a platform admin (read live, with the
+permission check) sees the text of running PostgreSQL queries and the descriptions and clients
+of MongoDB operations, profiled or current; everyone else with ``monitoring.read`` sees the
+figures, states, durations and waits, with the text withheld (shown as hidden). The slow
+statements of ``pg_stat_statements`` stay visible: they are normalised (``$1`` for every value).
+Acting on the server (cancel, terminate, killOp, profiling) needs ``monitoring.manage`` *and* a
+platform admin, for the same reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import psycopg
@@ -21,9 +31,9 @@ from psycopg.rows import dict_row
 from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
-from creatia_tui.data.access import Actor, require
+from creatia_tui.data.access import Actor, require_standing
 from creatia_tui.data.audit import ClientContext, write_audit
-from creatia_tui.errors import ValidationError, one_line
+from creatia_tui.errors import PermissionDenied, ValidationError, one_line
 from creatia_tui.ops.monitor import MongoSample, PgSample, sample_mongo, sample_postgres
 
 READ = "monitoring.read"
@@ -32,21 +42,52 @@ PROFILING_LEVELS = (0, 1, 2)
 
 
 def read_postgres(conn: psycopg.Connection, actor: Actor, *, full: bool = True) -> PgSample:
-    require(conn, actor, READ)
+    """PostgreSQL's figures; running queries' text only for a platform admin."""
+    standing = require_standing(conn, actor, READ)
     # A poll must never hang the monitor behind a lock or a huge catalog.
     conn.execute("SET LOCAL statement_timeout = '5s'")
-    return sample_postgres(conn, full=full)
+    sample = sample_postgres(conn, full=full)
+    if not standing.platform_admin:
+        sample.activity = [dataclasses.replace(b, query=None) for b in sample.activity]
+        sample.details_shown = False
+    return sample
 
 
-def may_read(conn: psycopg.Connection, actor: Actor) -> None:
-    """The check :func:`read_mongo` relies on, made on a PostgreSQL transaction."""
-    require(conn, actor, READ)
+def may_read(conn: psycopg.Connection, actor: Actor) -> bool:
+    """The check :func:`read_mongo` relies on, made on a PostgreSQL transaction; returns
+    whether the actor may see other sessions' operations in full (a platform admin)."""
+    return require_standing(conn, actor, READ).platform_admin
 
 
-def read_mongo(db: Database, *, full: bool = True, sizes: bool | None = None) -> MongoSample:
-    """MongoDB's figures; the caller has checked :func:`may_read` (see the module's decision).
-    ``sizes``: see :func:`~creatia_tui.ops.monitor.sample_mongo`."""
-    return sample_mongo(db, full=full, sizes=sizes)
+def read_mongo(
+    db: Database, *, full: bool = True, sizes: bool | None = None, reveal: bool = False
+) -> MongoSample:
+    """MongoDB's figures; the caller has checked :func:`may_read` (see the module's decision)
+    and passes what it returned as ``reveal``: without it, operations come without their
+    description and client. ``sizes``: see :func:`~creatia_tui.ops.monitor.sample_mongo`."""
+    sample = sample_mongo(db, full=full, sizes=sizes)
+    return sample if reveal else withhold_details(sample)
+
+
+def withhold_details(sample: MongoSample) -> MongoSample:
+    """The sample without what other tenants' operations say (their commands and clients)."""
+    if sample.operations is not None:
+        sample.operations = [
+            dataclasses.replace(op, description=None, client=None) for op in sample.operations
+        ]
+    if sample.profiled is not None:
+        sample.profiled = [dataclasses.replace(op, summary=None) for op in sample.profiled]
+    sample.details_shown = False
+    return sample
+
+
+def _require_manage(conn: psycopg.Connection, actor: Actor, what: str) -> None:
+    """monitoring.manage, and a platform admin: the servers are every organization's."""
+    if not require_standing(conn, actor, MANAGE).platform_admin:
+        raise PermissionDenied(
+            f"{what} acts on a server every organization shares; only a platform admin may "
+            f"do it (permission {MANAGE})."
+        )
 
 
 def signal_backend(
@@ -58,7 +99,7 @@ def signal_backend(
     client: ClientContext | None = None,
 ) -> None:
     """Cancel a PostgreSQL backend's query, or terminate the backend (``terminate=True``)."""
-    require(conn, actor, MANAGE)
+    _require_manage(conn, actor, "Terminating a backend" if terminate else "Cancelling a query")
     if not isinstance(pid, int) or pid <= 0:
         raise ValidationError("A backend is named by its process id, a positive number.")
     cur = conn.cursor(row_factory=dict_row)
@@ -102,7 +143,7 @@ def kill_operation(
     client: ClientContext | None = None,
 ) -> None:
     """killOp on a MongoDB operation (an int opid on mongod, "shard:opid" on mongos)."""
-    require(conn, actor, MANAGE)
+    _require_manage(conn, actor, "Killing an operation")
     if isinstance(opid, bool) or not isinstance(opid, int | str) or opid in ("", None):
         raise ValidationError("An operation is named by its opid.")
     write_audit(
@@ -131,7 +172,7 @@ def set_profiling_level(
     client: ClientContext | None = None,
 ) -> int | None:
     """Set the profiler of the execution-data database; returns the level it was at."""
-    require(conn, actor, MANAGE)
+    _require_manage(conn, actor, "Changing the profiling level")
     if level not in PROFILING_LEVELS:
         raise ValidationError("The profiling level is 0 (off), 1 (slow operations) or 2 (all).")
     if not isinstance(slowms, int) or slowms < 0:

@@ -251,6 +251,8 @@ class PgSample:
     next_partition: str | None = None
     next_partition_exists: bool | None = None
     cost_ms: float = 0.0
+    # Whether running queries' text was kept (data.monitor: a platform admin's read).
+    details_shown: bool = True
 
     @property
     def connection_total(self) -> int:
@@ -450,6 +452,8 @@ class MongoSample:
     process: str | None = None
     sizes_skipped: str | None = None  # why dbStats/collStats were not read
     cost_ms: float = 0.0
+    # Whether operations' descriptions and clients were kept (data.monitor: a platform admin's).
+    details_shown: bool = True
 
 
 def _get(document: Mapping[str, Any] | None, *path: str) -> Any:

@@ -57,6 +57,9 @@ class AppScreen(Screen[None]):
     # Screens of the whole installation (backups): not offered to anyone else at all, even
     # where their role holds READ_PERMISSION in an organization (the services refuse them too).
     PLATFORM_ADMIN_ONLY: ClassVar[bool] = False
+    # Actions on what every organization shares (a server): a platform admin's only, besides
+    # their ACTION_PERMISSIONS entry (the services refuse everyone else too).
+    PLATFORM_ADMIN_ACTIONS: ClassVar[frozenset[str]] = frozenset()
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # Off the footer to leave room at 80 columns; listed by ? and the palette.
@@ -118,6 +121,8 @@ class AppScreen(Screen[None]):
         permission = self.ACTION_PERMISSIONS.get(action)
         if permission is None or self.creatia.session is None:
             return True
+        if action in self.PLATFORM_ADMIN_ACTIONS and not self.session.user.is_platform_admin:
+            return False
         return self.session.may(permission)
 
     def palette_commands(self) -> Iterable[SystemCommand]:

@@ -69,6 +69,7 @@ FULL_EVERY_S = 10.0
 HISTORY_S = 15 * 60
 TABS = ("overview", "sessions", "statements", "storage")
 ABSENT = "absent"
+HIDDEN = "hidden"  # withheld from who is not a platform admin (data.monitor's tenancy decision)
 PROFILING_LEVELS = {"0": "0: off", "1": f"1: slow operations (over {SLOW_STATEMENT_MS} ms)",
                     "2": "2: every operation"}
 
@@ -116,7 +117,13 @@ def poll_databases(dbs: Databases, actor: Actor, *, full: bool) -> PollResult:
             try:
                 dbs.check_mongo()  # the timed ping, with the probe's short timeout
                 result.mongo_latency_ms = dbs.mongo_link.latency_ms
-                result.mongo = service.read_mongo(dbs.mongo, full=full)
+                # What PostgreSQL just said of this actor; while it is down, what the session
+                # read at sign-in (the module decision of data.monitor).
+                reveal = (
+                    result.pg.details_shown if result.pg is not None
+                    else actor.user.is_platform_admin
+                )
+                result.mongo = service.read_mongo(dbs.mongo, full=full, reveal=reveal)
             except UserError as exc:
                 result.mongo_error = one_line(str(exc))
             except PyMongoError as exc:  # the server went away between ping and sample
@@ -142,11 +149,12 @@ def _backup_health(dbs: Databases) -> ServiceHealth | None:
 
 def read_sizes(dbs: Databases, actor: Actor) -> MongoSample:
     """MongoDB's dbStats and collStats on request (blocking; see ops.monitor on their cost)."""
+    reveal = actor.user.is_platform_admin
     if not dbs.pg_link.down:  # the module decision of data.monitor: PostgreSQL checks when up
         with dbs.pg() as conn:
-            service.may_read(conn, actor)
+            reveal = service.may_read(conn, actor)
     try:
-        return service.read_mongo(dbs.mongo, full=True, sizes=True)
+        return service.read_mongo(dbs.mongo, full=True, sizes=True, reveal=reveal)
     except PyMongoError as exc:
         raise dbs.mongo_error(exc) from None
 
@@ -305,9 +313,10 @@ def statement_tables(pg: PgSample | None, mongo: MongoSample | None) -> list[Tab
             profiled = _table(f"MongoDB profiler (level {level}, slowms "
                               f"{num(mongo.profiling_slowms)}): operations over "
                               f"{SLOW_STATEMENT_MS} ms", "namespace", "op", "ms", "command")
+            withheld = ABSENT if mongo.details_shown else HIDDEN
             for p in mongo.profiled:
                 profiled.add_row(p.namespace or ABSENT, p.op or ABSENT, num(p.millis),
-                                 p.summary or ABSENT)
+                                 p.summary or withheld)
             parts.append(profiled if mongo.profiled else Text(
                 f"No profiled MongoDB operation over {SLOW_STATEMENT_MS} ms (profiling level "
                 f"{level}; f changes it)."))
@@ -356,6 +365,7 @@ class MonitorScreen(AppScreen):
         "kill_operation": "monitoring.manage",
         "profiling": "monitoring.manage",
     }
+    PLATFORM_ADMIN_ACTIONS = frozenset(ACTION_PERMISSIONS)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "pause", "Pause"),
         Binding("r", "refresh_now", "Refresh"),
@@ -568,6 +578,7 @@ class MonitorScreen(AppScreen):
         sessions = self.query_one("#pg-sessions", DataTable)
         keep = highlighted_key(sessions)
         sessions.clear()
+        withheld = ABSENT if result.pg is None or result.pg.details_shown else HIDDEN
         for b in result.pg.activity if result.pg else []:
             state = b.state or ABSENT
             if b.blocked:
@@ -575,7 +586,7 @@ class MonitorScreen(AppScreen):
             sessions.add_row(
                 str(b.pid), fit(b.user_name or ABSENT, 12), fit(state, 22),
                 num(b.running_s, "{:.1f}"), ",".join(map(str, b.blocked_by)) or "-",
-                fit(one_line(b.query).rstrip(".") if b.query else ABSENT, 60),
+                fit(one_line(b.query).rstrip(".") if b.query else withheld, 60),
                 key=str(b.pid),
             )
         if keep is not None and keep in {str(r.value) for r in sessions.rows}:
@@ -584,9 +595,10 @@ class MonitorScreen(AppScreen):
         keep = highlighted_key(operations)
         operations.clear()
         ops = result.mongo.operations if result.mongo else None
+        withheld = ABSENT if result.mongo is None or result.mongo.details_shown else HIDDEN
         for op in ops or []:
             operations.add_row(str(op.opid), op.op or ABSENT, fit(op.namespace or ABSENT, 30),
-                               num(op.running_s, "{:.1f}"), op.client or ABSENT,
+                               num(op.running_s, "{:.1f}"), op.client or withheld,
                                key=str(op.opid))
         if keep is not None and keep in {str(r.value) for r in operations.rows}:
             operations.move_cursor(row=operations.get_row_index(keep))
