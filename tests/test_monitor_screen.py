@@ -172,6 +172,9 @@ async def test_a_member_or_owner_watches_but_acts_on_nothing_and_a_viewer_cannot
             sessions = cast(DataTable[Any], screen.query_one("#pg-sessions", DataTable))
             assert str(waiter_pid) in [str(k.value) for k in sessions.rows]
             assert str(sessions.get_row(str(waiter_pid))[-1]) == "hidden"
+            sessions.move_cursor(row=sessions.get_row_index(str(waiter_pid)))
+            await pilot.pause()
+            assert text_of(screen, "#session-detail").rstrip().endswith("query hidden")
             await pilot.press("c", "x", "f", "K")
             await settle(pilot)
             assert app.screen is screen  # no confirmation was offered

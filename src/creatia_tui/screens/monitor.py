@@ -606,12 +606,14 @@ class MonitorScreen(AppScreen):
 
     def _show_session_detail(self) -> None:
         backend = self.highlighted_backend()
+        pg = self.last.pg if self.last else None
+        withheld = ABSENT if pg is None or pg.details_shown else HIDDEN
         detail = ""
         if backend is not None:
             detail = (f"{backend.pid} · {backend.database or ABSENT} · "
                       f"{backend.application_name or '-'} · wait "
                       f"{backend.wait_event_type or '-'}/{backend.wait_event or '-'} · "
-                      f"{one_line(backend.query) if backend.query else 'query ' + ABSENT}")
+                      f"{one_line(backend.query) if backend.query else 'query ' + withheld}")
         self.query_one("#session-detail", Static).update(detail)
 
     def on_data_table_row_highlighted(self) -> None:
