@@ -270,8 +270,10 @@ def run(args: argparse.Namespace, target: BenchTarget) -> int:
         for name in scratch:
             dbs.mongo_client.drop_database(name)
 
+        times.measure()
         unchanged = sync.batch_sync(dbs, batch_size=args.batch_size)
         print(f"  re-sync, nothing changed: {unchanged.summary()}", flush=True)
+        print(f"    MongoDB commands: {times.report()}", flush=True)
 
         with dbs.pg() as conn:
             ids = [row["id"] for row in conn.execute("SELECT id::text AS id FROM users")]

@@ -415,7 +415,8 @@ def repair(dbs: Databases, report: ConsistencyReport | None = None) -> RepairRes
     and quarantine orphaned tasks; then check again and store that report."""
     before = report or check_consistency(dbs, store=False)
     mongo = dbs.mongo
-    outcome = RepairResult(sync=sync.batch_sync(dbs), before=before)
+    # full: the digest of the last sync cannot see drift made in MongoDB (sync decision 8).
+    outcome = RepairResult(sync=sync.batch_sync(dbs, full=True), before=before)
     if before.user_repairs:
         # Stale in content while the stored hash matches: written whatever the hash says.
         ids = sorted(before.user_repairs)

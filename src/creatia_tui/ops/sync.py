@@ -35,6 +35,20 @@ Decisions:
    document ``sync_state`` ``{_id: "user_snapshots"}``. A catch-up re-reads from
    ``OVERLAP`` before it: a transaction that committed late with an earlier stamp is still
    read, and re-reading costs only the hash comparison.
+8. The batch sync remembers what it wrote in PostgreSQL's ``user_snapshot_digests`` (schema
+   0007): per user, the state hash (content hash plus organizations) of the snapshot MongoDB
+   acknowledged. A re-sync lets PostgreSQL compare every user with it and reads from MongoDB
+   only the snapshots of users that differ, instead of every snapshot's state (3-4 s for
+   100,000 on SecantusDB, the largest cost of a re-sync). A row is written only after MongoDB
+   acknowledged the write (tasks, then snapshot): it may lag MongoDB, which costs an extra read
+   and an idempotent comparison (e.g. after the listener synced a rename), never a missed
+   change. Only the batch sync writes it. It is not trusted, and a full read of the snapshots
+   is made and the digest started again, when it is empty, when its epoch differs from the one
+   stored in MongoDB's ``sync_state`` (another or a new MongoDB database), or when MongoDB holds
+   fewer snapshots than the digest says were written (a collection emptied). Drift made
+   directly in MongoDB (a snapshot edited or deleted by hand, a MongoDB restored alone from an
+   older backup) is not seen by the digest: that is the consistency check's job
+   (``sync --check``), and its repair runs the batch sync with ``full=True``.
 """
 
 from __future__ import annotations
@@ -48,7 +62,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import bson
 import psycopg
@@ -64,6 +78,7 @@ from creatia_tui.data.db import Databases
 from creatia_tui.errors import UserError, one_line
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHANNEL = "user_snapshot_changes"
 STATE_COLLECTION = "sync_state"
@@ -82,15 +97,19 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
 
 # The content hash is computed by PostgreSQL, so a re-sync compares strings and builds nothing
-# for an unchanged user (a Python hash of 100,000 users cost half a second).
+# for an unchanged user (a Python hash of 100,000 users cost half a second). The state hash adds
+# the organizations: what user_snapshot_digests holds (decision 8).
 USER_SELECT = """
 SELECT u.id::text AS id, u.email, u.name, u.avatar_url, u.department, u.position, u.active,
-       u.updated_at,
-       ARRAY(SELECT m.organization_id::text FROM organization_memberships m
-             WHERE m.user_id = u.id ORDER BY 1) AS organization_ids,
-       md5(json_build_array(u.name, u.email, u.avatar_url, u.department, u.position,
-                            u.active)::text) AS content_hash
+       u.updated_at, o.organization_ids, h.content_hash,
+       md5(h.content_hash || ':' || array_to_string(o.organization_ids, ',')) AS state_hash
 FROM users u
+CROSS JOIN LATERAL (
+  SELECT ARRAY(SELECT m.organization_id::text FROM organization_memberships m
+               WHERE m.user_id = u.id ORDER BY 1) AS organization_ids) o
+CROSS JOIN LATERAL (
+  SELECT md5(json_build_array(u.name, u.email, u.avatar_url, u.department, u.position,
+                              u.active)::text) AS content_hash) h
 """
 USERS_BY_ID = USER_SELECT + "WHERE u.id = ANY(%s::uuid[])"
 # Keyset over idx_users_updated_at_id.
@@ -98,11 +117,36 @@ USERS_SINCE = (
     USER_SELECT + "WHERE (u.updated_at, u.id) > (%s, %s::uuid) ORDER BY u.updated_at, u.id LIMIT %s"
 )
 ALL_USERS = USER_SELECT + "ORDER BY u.id"
+# The users whose state differs from what the last batch sync wrote (decision 8): PostgreSQL
+# compares, MongoDB is asked about these only.
+USERS_NOT_AS_DIGESTED = USER_SELECT + """
+LEFT JOIN user_snapshot_digests d ON d.user_id = u.id
+WHERE d.state_hash IS DISTINCT FROM
+      md5(h.content_hash || ':' || array_to_string(o.organization_ids, ','))
+ORDER BY u.id
+"""
 DELETIONS_SINCE = """
 SELECT user_id::text AS user_id, deleted_at FROM user_deletions
 WHERE deleted_at >= %s ORDER BY deleted_at, user_id
 """
 EXISTING_IDS = "SELECT id::text FROM users WHERE id = ANY(%s::uuid[])"
+DIGEST_DELETED = "deleted"
+# Users gone from PostgreSQL whose snapshot the digest does not know as deleted: the digest's
+# own rows, and tombstones (a user created and deleted between two batch syncs).
+DIGEST_DELETIONS = """
+SELECT d.user_id::text AS user_id FROM user_snapshot_digests d
+WHERE d.state_hash <> 'deleted' AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = d.user_id)
+UNION
+SELECT t.user_id::text FROM user_deletions t
+WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = t.user_id)
+  AND NOT EXISTS (SELECT 1 FROM user_snapshot_digests d
+                  WHERE d.user_id = t.user_id AND d.state_hash = 'deleted')
+"""
+RECORD_DIGESTS = """
+INSERT INTO user_snapshot_digests (user_id, state_hash)
+SELECT * FROM unnest(%s::uuid[], %s::text[])
+ON CONFLICT (user_id) DO UPDATE SET state_hash = EXCLUDED.state_hash, written_at = now()
+"""
 
 
 def utcnow() -> dt.datetime:
@@ -124,6 +168,7 @@ class SourceUser:
     updated_at: dt.datetime
     organization_ids: tuple[str, ...] = ()
     content_hash: str = ""  # of the shown fields and active, by PostgreSQL (USER_SELECT)
+    state_hash: str = ""  # of content_hash and organization_ids (user_snapshot_digests)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> SourceUser:
@@ -368,6 +413,9 @@ class WritePlan:
     unchanged: int = 0
     confirmations: int = 0
     newest_change: dt.datetime | None = None
+    # (user id, state hash) to record in user_snapshot_digests once MongoDB acknowledged the
+    # plan's writes (batch sync only; decision 8).
+    digests: list[tuple[str, str]] = field(default_factory=list)
 
     def statements(self) -> int:
         """Roughly how many write statements executing this plan sends."""
@@ -380,6 +428,7 @@ class WritePlan:
         self.users += other.users
         self.unchanged += other.unchanged
         self.confirmations += other.confirmations
+        self.digests += other.digests
         if other.newest_change is not None and (
             self.newest_change is None or other.newest_change > self.newest_change
         ):
@@ -451,6 +500,21 @@ def execute_plan(mongo_db: Database, plan: WritePlan) -> SyncResult:
     written = _write_snapshots(mongo_db, plan.snapshot_ops)
     result.snapshots_written = written - plan.confirmations if plan.confirmations else written
     _invalidate(mongo_db, plan.touched, result)
+    return result
+
+
+def record_digests(dbs: Databases, digests: Sequence[tuple[str, str]]) -> None:
+    """Remember what MongoDB acknowledged (decision 8): call only after the writes returned."""
+    for chunk in _chunks(list(digests), 5_000):
+        with dbs.pg() as conn:
+            conn.execute(RECORD_DIGESTS, ([d[0] for d in chunk], [d[1] for d in chunk]))
+
+
+def execute_and_record(dbs: Databases, plan: WritePlan) -> SyncResult:
+    """execute_plan, then the plan's digests: not recorded when a write failed."""
+    result = execute_plan(dbs.mongo, plan)
+    if plan.digests:
+        record_digests(dbs, plan.digests)
     return result
 
 
@@ -649,12 +713,49 @@ def catch_up(
     return result
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
 # ---------------------------------------------------------------- batch sync
+DIGEST_EPOCH_FIELD = "digest_epoch"
+
+
+def digest_usable(dbs: Databases) -> bool:
+    """Whether user_snapshot_digests may stand in for reading every snapshot (decision 8)."""
+    with dbs.pg() as conn:
+        row = conn.execute(
+            "SELECT (SELECT epoch FROM user_snapshot_digest_epoch) AS epoch, "
+            "(SELECT count(*) FROM user_snapshot_digests WHERE state_hash <> 'deleted') AS live"
+        ).fetchone()
+    epoch, live = (row["epoch"], row["live"]) if isinstance(row, dict) else row  # type: ignore[index]
+    if not epoch or not live:
+        return False
+    state = dbs.mongo[STATE_COLLECTION].find_one({"_id": WATERMARK_ID}, {DIGEST_EPOCH_FIELD: 1})
+    if (state or {}).get(DIGEST_EPOCH_FIELD) != epoch:
+        return False
+    # Every live row was written after MongoDB acknowledged its snapshot: fewer snapshots than
+    # rows means some were removed behind the sync's back.
+    return dbs.mongo.user_snapshots.estimated_document_count() >= live
+
+
+def restart_digest(dbs: Databases) -> None:
+    """Empty the digest under a new epoch, stored in PostgreSQL first, then in MongoDB: a crash
+    between leaves them different, and the next batch sync reads everything again."""
+    epoch = str(ObjectId())
+    with dbs.pg() as conn:
+        conn.execute("TRUNCATE user_snapshot_digests")
+        conn.execute(
+            "INSERT INTO user_snapshot_digest_epoch (epoch) VALUES (%s) "
+            "ON CONFLICT (id) DO UPDATE SET epoch = EXCLUDED.epoch",
+            (epoch,),
+        )
+    dbs.mongo[STATE_COLLECTION].update_one(
+        {"_id": WATERMARK_ID}, {"$set": {DIGEST_EPOCH_FIELD: epoch}}, upsert=True
+    )
+
+
 def batch_sync(
     dbs: Databases,
     *,
@@ -663,24 +764,32 @@ def batch_sync(
     should_stop: Callable[[], bool] = lambda: False,
     progress: Callable[[SyncResult], None] | None = None,
     writes_in_flight: int = WRITES_IN_FLIGHT,
+    full: bool = False,
 ) -> SyncResult:
     """Compare every user with its snapshot and write what differs, in unordered bulk writes of
     `batch_size`; snapshots whose user is gone are marked deleted.
 
-    Three things overlap: the stored states are read in one find over user_snapshots on a
-    thread while PostgreSQL streams the first users (a server-side cursor, read ahead up to
-    PREFETCH_ROWS); each batch is
-    compared and planned (new snapshots encoded) on this thread while writer threads send
-    the previous ones, up to `writes_in_flight` at a time (batches hold different users, and
-    each keeps its own order: tasks, then snapshots, then caches). An unchanged user costs a
-    string comparison: PostgreSQL computes the hash. The plans of batches with few changes
-    are gathered until they hold about a quarter batch of statements: a re-sync after a few
-    changes sends a few large bulk writes rather than many small ones."""
+    Two ways to compare (decision 8). With a usable digest, PostgreSQL compares every user with
+    user_snapshot_digests and returns only those that differ; their snapshots are read from
+    MongoDB by id, a batch at a time. Otherwise (`full`, the consistency repair's way, or the
+    digest is not usable) every snapshot's state is read from MongoDB in one find on a thread
+    while PostgreSQL streams the first users (a server-side cursor, read ahead up to
+    PREFETCH_ROWS), and the digest is started again from what is found and written.
+
+    Each batch is compared and planned (new snapshots encoded) on this thread while writer
+    threads send the previous ones, up to `writes_in_flight` at a time (batches hold different
+    users, and each keeps its own order: tasks, then snapshots, then caches, then the digest).
+    An unchanged user costs a string comparison: PostgreSQL computes the hash. The plans of
+    batches with few changes are gathered until they hold about a quarter batch of statements:
+    a re-sync after a few changes sends a few large bulk writes rather than many small ones."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     if writes_in_flight < 1:
         raise ValueError("writes_in_flight must be at least 1")
     started = time.monotonic()
+    use_digest = not full and digest_usable(dbs)
+    if not use_digest:
+        restart_digest(dbs)
     result = SyncResult()
     seen: set[str] = set()
     newest = (EPOCH, NIL_UUID)
@@ -688,6 +797,7 @@ def batch_sync(
     gathered = WritePlan()
     send_at = max(1, batch_size // 4)  # statements
     now = utcnow()
+    gone: list[str] = []
 
     def finish_one() -> None:
         result.add(in_flight.popleft().result())
@@ -698,87 +808,124 @@ def batch_sync(
         nonlocal gathered
         while len(in_flight) >= writes_in_flight:
             finish_one()
-        in_flight.append(threads.submit(execute_plan, dbs.mongo, gathered))
+        in_flight.append(threads.submit(execute_and_record, dbs, gathered))
         gathered = WritePlan()
+
+    def compare(rows: list[dict[str, Any]], states: dict[str, dict[str, Any]]) -> WritePlan:
+        changed = []
+        digests = []
+        for row in rows:
+            user_id = row["id"]
+            stored = states.get(user_id)
+            digests.append((user_id, row["state_hash"]))
+            if (
+                stored is not None
+                and stored.get("content_hash") == row["content_hash"]
+                and not stored.get("deleted")
+                and list(stored.get("organization_ids") or ())
+                == list(row["organization_ids"] or ())
+            ):
+                continue
+            changed.append(SourceUser.from_row(row))
+        plan = plan_users(
+            changed,
+            {u.id: states[u.id] for u in changed if u.id in states},
+            now,
+            rewrite_tasks_of_new=False,
+        )
+        plan.unchanged += len(rows) - len(changed)
+        plan.users = len(rows)
+        plan.digests = digests
+        return plan
+
+    def add(threads: ThreadPoolExecutor, plan: WritePlan) -> None:
+        gathered.merge(plan)
+        if gathered.statements() >= send_at:
+            send(threads)
+        elif progress and not in_flight:
+            # Nothing is being written: report the comparison's progress as it goes.
+            progress(_counted(result, gathered))
 
     with ThreadPoolExecutor(
         max_workers=1 + writes_in_flight, thread_name_prefix="snapshot-sync"
     ) as threads:
-        reading = threads.submit(all_snapshot_states, dbs.mongo)
-        states: dict[str, dict[str, Any]] | None = None
-        with (
-            dbs.connect_pg() as conn,
-            conn.transaction(),
-            conn.cursor(name="creatia_batch_sync", row_factory=dict_row) as cur,
-        ):
-            cur.execute(ALL_USERS)
-            # While MongoDB sends the states, PostgreSQL computes the first users (a server-side
-            # cursor computes rows only when fetched): up to PREFETCH_ROWS of them are held.
-            prefetched: deque[list[dict[str, Any]]] = deque()
-            exhausted = False
-            while not reading.done() and len(prefetched) * batch_size < PREFETCH_ROWS:
-                rows = cur.fetchmany(batch_size)
-                if not rows:
-                    exhausted = True
-                    break
-                prefetched.append(rows)
-            while not should_stop():
-                if prefetched:
-                    rows = prefetched.popleft()
+        with dbs.connect_pg() as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            with conn.transaction():
+                if use_digest:
+                    # One snapshot of the database for the comparison, the count and the mark.
+                    with conn.cursor(row_factory=dict_row) as cur:
+                        total = cur.execute("SELECT count(*) AS n FROM users").fetchone()["n"]
+                        mark = cur.execute(
+                            "SELECT updated_at, id::text AS id FROM users "
+                            "ORDER BY updated_at DESC, id DESC LIMIT 1"
+                        ).fetchone()
+                        if include_deletions:
+                            gone = [r["user_id"] for r in cur.execute(DIGEST_DELETIONS)]
+                    if mark is not None:
+                        newest = (mark["updated_at"], mark["id"])
+                    result.users += total
+                    compared = 0
+                    with conn.cursor(name="creatia_batch_sync", row_factory=dict_row) as cur:
+                        cur.execute(USERS_NOT_AS_DIGESTED)
+                        while not should_stop():
+                            rows = cur.fetchmany(batch_size)
+                            if not rows:
+                                break
+                            compared += len(rows)
+                            states = existing_snapshots(dbs.mongo, [row["id"] for row in rows])
+                            add(threads, compare(rows, states))
+                    # The users PostgreSQL found as digested: unchanged, compared there.
+                    result.unchanged += total - compared
+                    result.users -= compared  # counted again as their plans finish
                 else:
-                    rows = [] if exhausted else cur.fetchmany(batch_size)
-                if not rows:
-                    break
-                if states is None:
-                    states = reading.result()
-                changed = []
-                for row in rows:
-                    user_id = row["id"]
-                    seen.add(user_id)
-                    if (row["updated_at"], user_id) > newest:
-                        newest = (row["updated_at"], user_id)
-                    stored = states.get(user_id)
-                    if (
-                        stored is not None
-                        and stored.get("content_hash") == row["content_hash"]
-                        and not stored.get("deleted")
-                        and list(stored.get("organization_ids") or ())
-                        == list(row["organization_ids"] or ())
-                    ):
-                        continue
-                    changed.append(SourceUser.from_row(row))
-                plan = plan_users(
-                    changed,
-                    {u.id: states[u.id] for u in changed if u.id in states},
-                    now,
-                    rewrite_tasks_of_new=False,
-                )
-                plan.unchanged += len(rows) - len(changed)
-                plan.users = len(rows)
-                gathered.merge(plan)
-                if gathered.statements() >= send_at:
-                    send(threads)
-                elif progress and not in_flight:
-                    # Nothing is being written: report the comparison's progress as it goes.
-                    progress(_counted(result, gathered))
-            if gathered.users:
-                send(threads)
+                    reading = threads.submit(all_snapshot_states, dbs.mongo)
+                    with conn.cursor(name="creatia_batch_sync", row_factory=dict_row) as cur:
+                        cur.execute(ALL_USERS)
+                        # While MongoDB sends the states, PostgreSQL computes the first users (a
+                        # server-side cursor computes rows only when fetched): up to
+                        # PREFETCH_ROWS of them are held.
+                        prefetched: deque[list[dict[str, Any]]] = deque()
+                        exhausted = False
+                        while not reading.done() and len(prefetched) * batch_size < PREFETCH_ROWS:
+                            rows = cur.fetchmany(batch_size)
+                            if not rows:
+                                exhausted = True
+                                break
+                            prefetched.append(rows)
+                        all_states: dict[str, dict[str, Any]] | None = None
+                        while not should_stop():
+                            if prefetched:
+                                rows = prefetched.popleft()
+                            else:
+                                rows = [] if exhausted else cur.fetchmany(batch_size)
+                            if not rows:
+                                break
+                            if all_states is None:
+                                all_states = reading.result()
+                            for row in rows:
+                                seen.add(row["id"])
+                                if (row["updated_at"], row["id"]) > newest:
+                                    newest = (row["updated_at"], row["id"])
+                            add(threads, compare(rows, all_states))
+                    if all_states is None:
+                        all_states = reading.result()
+                    gone = [
+                        user_id
+                        for user_id, state in all_states.items()
+                        if user_id not in seen and not state.get("deleted")
+                    ]
+        if gathered.users:
+            send(threads)
         while in_flight:
             finish_one()
-        if states is None:
-            states = reading.result()
-    if include_deletions and not should_stop():
-        gone = [
-            user_id
-            for user_id, state in states.items()
-            if user_id not in seen and not state.get("deleted")
-        ]
-        if gone:
-            with dbs.pg() as conn:
-                present = {row["id"] for row in conn.execute(EXISTING_IDS, (gone,)).fetchall()}
-            gone = [user_id for user_id in gone if user_id not in present]  # created meanwhile
+    if include_deletions and gone and not should_stop():
+        with dbs.pg() as pg_conn:
+            present = {row["id"] for row in pg_conn.execute(EXISTING_IDS, (gone,)).fetchall()}
+        gone = [user_id for user_id in gone if user_id not in present]  # created meanwhile
         for chunk in _chunks(gone, batch_size):
             result.add(apply_deletions(dbs.mongo, chunk, existing_snapshots(dbs.mongo, chunk)))
+            record_digests(dbs, [(user_id, DIGEST_DELETED) for user_id in chunk])
     if not should_stop() and newest[0] > EPOCH:
         current = load_watermark(dbs.mongo)
         store_watermark(dbs.mongo, Watermark(newest[0], newest[1], current.deletions_at))
