@@ -160,9 +160,8 @@ def _explain_task_rewrite(dbs: Databases) -> str:
         frozenset([task["organization_id"]]),
     )
     queries = {
-        "assignee (one find per batch)": sync.assignee_tasks_query([rewrite]),
-        "reviewer (one update per user and organization)": sync.reviewer_update(
-            task["organization_id"], rewrite.snap)._filter,
+        f"{role} (one find per batch)": sync.tasks_query(role, [rewrite])
+        for role in sync.ROLES
     }
     timings = []
     for what, query in queries.items():

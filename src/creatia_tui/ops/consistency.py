@@ -436,10 +436,8 @@ def repair(dbs: Databases, report: ConsistencyReport | None = None) -> RepairRes
         snap = sync.task_snapshot(stored)
         by_org.setdefault(organization_id, []).append(
             UpdateMany(
-                # The index's own field order (see sync.assignee_tasks_query).
-                {"assignee_id": user_id, "organization_id": organization_id}
-                if role == "assignee"
-                else {"organization_id": organization_id, "reviewer_id": user_id},
+                # Led by the person (see sync.tasks_query): their index's own field order.
+                {f"{role}_id": user_id, "organization_id": organization_id},
                 {"$set": {f"{role}_snapshot": snap}},
             )
         )
