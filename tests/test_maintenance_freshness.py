@@ -18,9 +18,10 @@ import pytest
 from creatia_tui.config import Locations, Settings
 from creatia_tui.data.access import Actor
 from creatia_tui.data.db import Databases
-from creatia_tui.data.maintenance import refresh_quietly
+from creatia_tui.data.maintenance import refresh_quietly, refresh_shown_snapshots
 from creatia_tui.data.models import Task
 from creatia_tui.data.users import get_user
+from creatia_tui.errors import PermissionDenied
 from creatia_tui.screens.task_detail import TaskDetailScreen
 from tests.conftest import World
 from tests.test_app_board import (
@@ -127,3 +128,19 @@ def test_a_database_away_is_one_log_line(
                            "synced_at": dt.datetime.now(dt.timezone.utc)}))
     result = refresh_quietly(away, Actor(user, world.lab), [fresh])
     assert result is not None and result.users == 0
+
+
+def test_the_check_needs_tasks_read_in_the_organization(
+    dbs: Databases, world: World, pg_dsn: str
+) -> None:
+    seed_tasks(dbs, world)
+    rename(pg_dsn, world.jiho, "박지호 책임")
+    with dbs.pg() as conn:
+        outsider = get_user(conn, world.bob)  # no membership in the lab
+    assert outsider is not None
+    before = list(dbs.mongo.tasks.find({"organization_id": world.lab}).sort("_id", 1))
+    shown = [Task.from_document(doc) for doc in before]
+    with pytest.raises(PermissionDenied):
+        refresh_shown_snapshots(dbs, Actor(outsider, world.lab), shown)
+    assert list(dbs.mongo.tasks.find({"organization_id": world.lab}).sort("_id", 1)) == before
+    assert dbs.mongo.user_snapshots.count_documents({}) == 0
