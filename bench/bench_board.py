@@ -74,7 +74,9 @@ from creatia_tui.screens.board import BoardScreen
 from creatia_tui.widgets.task_card import CARD_ROWS, TaskColumn
 
 TARGETS_MS = {"open": 100.0, "move": 30.0, "search": 100.0}
-# Workers of the board that stand between a key and the redrawn screen.
+# Workers of the board that stand between a key and the redrawn screen. Not among them, so
+# counted beside ("side") like the live feed: "board-freshness", the snapshot freshness check
+# each load starts once its cards are drawn (issue 7), and "board-feed".
 BOARD_GROUPS = ("board-load", "board-write", "board-more-")
 OPEN_SHARE = 0.62  # the seed's share of open tasks (30 % todo, 20 % in progress, 12 % review)
 TIMEOUT = 120.0

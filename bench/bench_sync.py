@@ -160,9 +160,8 @@ def _explain_task_rewrite(dbs: Databases) -> str:
         frozenset([task["organization_id"]]),
     )
     queries = {
-        "assignee (one find per batch)": sync.assignee_tasks_query([rewrite]),
-        "reviewer (one update per user and organization)": sync.reviewer_update(
-            task["organization_id"], rewrite.snap)._filter,
+        f"{role} (one find per batch)": sync.tasks_query(role, [rewrite])
+        for role in sync.ROLES
     }
     timings = []
     for what, query in queries.items():
@@ -270,8 +269,10 @@ def run(args: argparse.Namespace, target: BenchTarget) -> int:
         for name in scratch:
             dbs.mongo_client.drop_database(name)
 
+        times.measure()
         unchanged = sync.batch_sync(dbs, batch_size=args.batch_size)
         print(f"  re-sync, nothing changed: {unchanged.summary()}", flush=True)
+        print(f"    MongoDB commands: {times.report()}", flush=True)
 
         with dbs.pg() as conn:
             ids = [row["id"] for row in conn.execute("SELECT id::text AS id FROM users")]

@@ -13,16 +13,21 @@ own account and calls ops/consistency.py directly.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable
+from typing import Any
 
 import psycopg
+from pymongo.errors import PyMongoError
 
 from creatia_tui.data.access import Actor, require
 from creatia_tui.data.audit import ClientContext, write_audit
 from creatia_tui.data.db import Databases
 from creatia_tui.data.models import Task
-from creatia_tui.errors import PermissionDenied
+from creatia_tui.errors import PermissionDenied, UserError, one_line
 from creatia_tui.ops import consistency, sync
+
+log = logging.getLogger(__name__)
 
 PLATFORM_ADMIN = "SELECT role = 'admin' AND active FROM users WHERE id = %s"
 NOT_OPERATOR = (
@@ -89,6 +94,19 @@ def authorize_worker_control(dbs: Databases, actor: Actor) -> None:
         _require_operator(conn, actor, "monitoring.manage", "start or stop workers")
 
 
+SHOWN_ON_TASKS = ("name", "email", "avatar_url")  # what a card or the detail shows of a person
+
+
+def _shows_otherwise(copy: dict[str, Any], user: sync.SourceUser | None, now: dt.datetime) -> bool:
+    """Whether an embedded copy shows a person otherwise than PostgreSQL (None: deleted)."""
+    if user is None:
+        return not copy.get("former_member")
+    wanted = sync.task_snapshot(sync.snapshot_document(user, now))
+    return bool(copy.get("former_member")) or any(
+        copy.get(key) != wanted.get(key) for key in SHOWN_ON_TASKS
+    )
+
+
 def refresh_shown_snapshots(
     dbs: Databases,
     actor: Actor,
@@ -96,13 +114,21 @@ def refresh_shown_snapshots(
     *,
     max_age_seconds: float = sync.FRESH_SECONDS,
 ) -> sync.SyncResult:
-    """Freshness (the seed's ``fresh?``): the people these tasks show whose embedded snapshot
-    is missing or older than 5 minutes are checked against PostgreSQL and re-synced when they
-    changed (``tasks.read``; what a screen calls in a background worker with the tasks it
-    shows). A rewrite reaches an open board through its change stream, and drops the
-    organization's cached dashboards and statistics. Cheap when nothing is stale: no query."""
+    """Freshness (the seed's ``fresh?``): the people these tasks show through an embedded
+    snapshot older than 5 minutes (or without one) are read from PostgreSQL (``tasks.read``),
+    and those shown differently from PostgreSQL are synced: their user_snapshots document, their
+    tasks everywhere (ops/sync.py), and the actor's organization's tasks that still hold another
+    copy (a copy the sync's hash did not know about). What a screen calls, in a background
+    worker, with the tasks it shows; a rewrite reaches an open board through its change stream
+    and drops the organization's cached dashboards and statistics.
+
+    A stale copy that still shows what PostgreSQL holds is left as it is, ``synced_at``
+    included: rewriting it would be a task write (and a change event waking every open board
+    of the organization) that shows nothing new. So its age keeps telling when the copy was
+    made, and the next load checks it again: one permission check and one read by primary key
+    in PostgreSQL, nothing in MongoDB. Nothing at all when every copy is fresh."""
     horizon = sync.utcnow() - dt.timedelta(seconds=max_age_seconds)
-    people: set[str] = set()
+    shown: dict[str, list[dict[str, Any]]] = {}  # user id -> the stale copies on screen
     for task in tasks:
         for user_id, snap in (
             (task.assignee_id, task.assignee_snapshot),
@@ -110,9 +136,43 @@ def refresh_shown_snapshots(
         ):
             synced = (snap or {}).get("synced_at")
             if user_id and not (isinstance(synced, dt.datetime) and synced > horizon):
-                people.add(user_id)
-    if not people:
+                shown.setdefault(user_id, []).append(snap or {})
+    if not shown:
         return sync.SyncResult()
     with dbs.pg() as conn:
         require(conn, actor, "tasks.read")
-    return sync.refresh_stale(dbs, people, max_age_seconds=max_age_seconds)
+        users = {user.id: user for user in sync.read_users(conn, sorted(shown))}
+    now = sync.utcnow()
+    differing = [
+        user_id
+        for user_id, copies in shown.items()
+        if any(_shows_otherwise(copy, users.get(user_id), now) for copy in copies)
+    ]
+    if not differing:
+        return sync.SyncResult()
+    result = sync.sync_user_ids(dbs, differing)
+    stored = sync.existing_snapshots(dbs.mongo, differing)
+    rewrites = []
+    for user_id in differing:
+        document = stored.get(user_id)
+        if document is None:
+            # A deleted user nobody had synced: shown from the copy the task holds.
+            copy = shown[user_id][0]
+            document = {**copy, "user_id": user_id, "deleted": True,
+                        "content_hash": sync.deleted_hash(copy.get("content_hash"))}
+        rewrites.append(sync.TaskRewrite(
+            user_id, sync.task_snapshot(document), frozenset([actor.organization_id])
+        ))
+    result.add(sync.rewrite_task_snapshots(dbs.mongo, rewrites))
+    return result
+
+
+def refresh_quietly(dbs: Databases, actor: Actor, tasks: Iterable[Task]) -> sync.SyncResult | None:
+    """refresh_shown_snapshots for a screen's background worker: a failure (a database away, a
+    permission gone) is one log line and None, never a message or a traceback: the screen shows
+    what it loaded, and the next load tries again."""
+    try:
+        return refresh_shown_snapshots(dbs, actor, tasks)
+    except (UserError, psycopg.Error, PyMongoError) as exc:
+        log.warning("snapshot freshness skipped: %s", one_line(str(exc)))
+        return None

@@ -45,6 +45,9 @@ class CollectionSpec:
     validator: dict[str, Any]
     indexes: list[IndexSpec]
     shard_key: list[tuple[str, Any]] | None = None
+    # Indexes an earlier schema built and this one no longer wants: dropped when present, so
+    # a replaced index does not go on costing every write (e.g. idx_tasks_org_reviewer).
+    retired_indexes: list[str] = field(default_factory=list)
 
 
 def load_collection_specs(folder: Path | None = None) -> list[CollectionSpec]:
@@ -68,6 +71,7 @@ def load_collection_specs(folder: Path | None = None) -> list[CollectionSpec]:
                 validator=raw["validator"],
                 indexes=indexes,
                 shard_key=[(f, d) for f, d in shard] if shard else None,
+                retired_indexes=list(raw.get("retired_indexes", [])),
             )
         )
     return specs
@@ -78,6 +82,7 @@ class MongoMigrationReport:
     created_collections: list[str] = field(default_factory=list)
     created_indexes: list[str] = field(default_factory=list)
     rebuilt_indexes: list[str] = field(default_factory=list)
+    dropped_indexes: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
 
@@ -140,6 +145,10 @@ def migrate_mongo(db: Database, folder: Path | None = None) -> MongoMigrationRep
                 raise UserError(f"Building index {label} failed: {one_line(str(exc))}") from exc
             if current is None:
                 report.created_indexes.append(label)
+        for name in spec.retired_indexes:
+            if name in existing:
+                collection.drop_index(name)
+                report.dropped_indexes.append(f"{spec.name}.{name}")
     return report
 
 

@@ -415,7 +415,8 @@ def repair(dbs: Databases, report: ConsistencyReport | None = None) -> RepairRes
     and quarantine orphaned tasks; then check again and store that report."""
     before = report or check_consistency(dbs, store=False)
     mongo = dbs.mongo
-    outcome = RepairResult(sync=sync.batch_sync(dbs), before=before)
+    # full: the digest of the last sync cannot see drift made in MongoDB (sync decision 8).
+    outcome = RepairResult(sync=sync.batch_sync(dbs, full=True), before=before)
     if before.user_repairs:
         # Stale in content while the stored hash matches: written whatever the hash says.
         ids = sorted(before.user_repairs)
@@ -435,10 +436,8 @@ def repair(dbs: Databases, report: ConsistencyReport | None = None) -> RepairRes
         snap = sync.task_snapshot(stored)
         by_org.setdefault(organization_id, []).append(
             UpdateMany(
-                # The index's own field order (see sync.assignee_tasks_query).
-                {"assignee_id": user_id, "organization_id": organization_id}
-                if role == "assignee"
-                else {"organization_id": organization_id, "reviewer_id": user_id},
+                # Led by the person (see sync.tasks_query): their index's own field order.
+                {f"{role}_id": user_id, "organization_id": organization_id},
                 {"$set": {f"{role}_snapshot": snap}},
             )
         )

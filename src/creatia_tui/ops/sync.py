@@ -35,6 +35,20 @@ Decisions:
    document ``sync_state`` ``{_id: "user_snapshots"}``. A catch-up re-reads from
    ``OVERLAP`` before it: a transaction that committed late with an earlier stamp is still
    read, and re-reading costs only the hash comparison.
+8. The batch sync remembers what it wrote in PostgreSQL's ``user_snapshot_digests`` (schema
+   0007): per user, the state hash (content hash plus organizations) of the snapshot MongoDB
+   acknowledged. A re-sync lets PostgreSQL compare every user with it and reads from MongoDB
+   only the snapshots of users that differ, instead of every snapshot's state (3-4 s for
+   100,000 on SecantusDB, the largest cost of a re-sync). A row is written only after MongoDB
+   acknowledged the write (tasks, then snapshot): it may lag MongoDB, which costs an extra read
+   and an idempotent comparison (e.g. after the listener synced a rename), never a missed
+   change. Only the batch sync writes it. It is not trusted, and a full read of the snapshots
+   is made and the digest started again, when it is empty, when its epoch differs from the one
+   stored in MongoDB's ``sync_state`` (another or a new MongoDB database), or when one of a
+   random sample of its rows has no snapshot in MongoDB (a collection emptied). Drift made
+   directly in MongoDB (a snapshot edited or deleted by hand, a MongoDB restored alone from an
+   older backup) is not seen by the digest: that is the consistency check's job
+   (``sync --check``), and its repair runs the batch sync with ``full=True``.
 """
 
 from __future__ import annotations
@@ -48,14 +62,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import bson
 import psycopg
 from bson import ObjectId
 from bson.raw_bson import RawBSONDocument
 from psycopg.rows import dict_row
-from pymongo import InsertOne, UpdateMany, UpdateOne
+from pymongo import InsertOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, PyMongoError
 
@@ -64,6 +78,7 @@ from creatia_tui.data.db import Databases
 from creatia_tui.errors import UserError, one_line
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHANNEL = "user_snapshot_changes"
 STATE_COLLECTION = "sync_state"
@@ -82,15 +97,19 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
 
 # The content hash is computed by PostgreSQL, so a re-sync compares strings and builds nothing
-# for an unchanged user (a Python hash of 100,000 users cost half a second).
+# for an unchanged user (a Python hash of 100,000 users cost half a second). The state hash adds
+# the organizations: what user_snapshot_digests holds (decision 8).
 USER_SELECT = """
 SELECT u.id::text AS id, u.email, u.name, u.avatar_url, u.department, u.position, u.active,
-       u.updated_at,
-       ARRAY(SELECT m.organization_id::text FROM organization_memberships m
-             WHERE m.user_id = u.id ORDER BY 1) AS organization_ids,
-       md5(json_build_array(u.name, u.email, u.avatar_url, u.department, u.position,
-                            u.active)::text) AS content_hash
+       u.updated_at, o.organization_ids, h.content_hash,
+       md5(h.content_hash || ':' || array_to_string(o.organization_ids, ',')) AS state_hash
 FROM users u
+CROSS JOIN LATERAL (
+  SELECT ARRAY(SELECT m.organization_id::text FROM organization_memberships m
+               WHERE m.user_id = u.id ORDER BY 1) AS organization_ids) o
+CROSS JOIN LATERAL (
+  SELECT md5(json_build_array(u.name, u.email, u.avatar_url, u.department, u.position,
+                              u.active)::text) AS content_hash) h
 """
 USERS_BY_ID = USER_SELECT + "WHERE u.id = ANY(%s::uuid[])"
 # Keyset over idx_users_updated_at_id.
@@ -98,11 +117,36 @@ USERS_SINCE = (
     USER_SELECT + "WHERE (u.updated_at, u.id) > (%s, %s::uuid) ORDER BY u.updated_at, u.id LIMIT %s"
 )
 ALL_USERS = USER_SELECT + "ORDER BY u.id"
+# The users whose state differs from what the last batch sync wrote (decision 8): PostgreSQL
+# compares, MongoDB is asked about these only.
+USERS_NOT_AS_DIGESTED = USER_SELECT + """
+LEFT JOIN user_snapshot_digests d ON d.user_id = u.id
+WHERE d.state_hash IS DISTINCT FROM
+      md5(h.content_hash || ':' || array_to_string(o.organization_ids, ','))
+ORDER BY u.id
+"""
 DELETIONS_SINCE = """
 SELECT user_id::text AS user_id, deleted_at FROM user_deletions
 WHERE deleted_at >= %s ORDER BY deleted_at, user_id
 """
 EXISTING_IDS = "SELECT id::text FROM users WHERE id = ANY(%s::uuid[])"
+DIGEST_DELETED = "deleted"
+# Users gone from PostgreSQL whose snapshot the digest does not know as deleted: the digest's
+# own rows, and tombstones (a user created and deleted between two batch syncs).
+DIGEST_DELETIONS = """
+SELECT d.user_id::text AS user_id FROM user_snapshot_digests d
+WHERE d.state_hash <> 'deleted' AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = d.user_id)
+UNION
+SELECT t.user_id::text FROM user_deletions t
+WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = t.user_id)
+  AND NOT EXISTS (SELECT 1 FROM user_snapshot_digests d
+                  WHERE d.user_id = t.user_id AND d.state_hash = 'deleted')
+"""
+RECORD_DIGESTS = """
+INSERT INTO user_snapshot_digests (user_id, state_hash)
+SELECT * FROM unnest(%s::uuid[], %s::text[])
+ON CONFLICT (user_id) DO UPDATE SET state_hash = EXCLUDED.state_hash, written_at = now()
+"""
 
 
 def utcnow() -> dt.datetime:
@@ -124,6 +168,7 @@ class SourceUser:
     updated_at: dt.datetime
     organization_ids: tuple[str, ...] = ()
     content_hash: str = ""  # of the shown fields and active, by PostgreSQL (USER_SELECT)
+    state_hash: str = ""  # of content_hash and organization_ids (user_snapshot_digests)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> SourceUser:
@@ -184,29 +229,22 @@ class TaskRewrite:
     organizations: frozenset[str]
 
 
-def assignee_tasks_query(rewrites: Sequence[TaskRewrite]) -> dict[str, Any]:
-    """The tasks assigned to these users in their organizations: one find for a batch.
+ROLES = ("assignee", "reviewer")  # a task's people: <role>_id and <role>_snapshot
 
-    Led by ``assignee_id`` (``idx_tasks_assignee_status``): SecantusDB's rule-based planner
-    picks its index from the filter's first field (measured: 2.4 ms for 10 users' tasks among
-    100,000; an ``organization_id``-first filter with a field the index lacks scans, 50-100
-    ms). ``organization_id`` is named, so a sharded cluster sends it to those organizations'
-    shards only."""
+
+def tasks_query(role: str, rewrites: Sequence[TaskRewrite]) -> dict[str, Any]:
+    """The tasks in which these users hold `role`, in their organizations: one find a batch.
+
+    Led by ``<role>_id``: SecantusDB's rule-based planner picks its index from the filter's
+    first field (``idx_tasks_assignee_status``, ``idx_tasks_reviewer_org``; measured: 2.4 ms
+    for 10 users' tasks among 100,000; an ``organization_id``-first filter with a field the
+    index lacks scans, 50-100 ms). ``organization_id`` is named, so a sharded cluster sends it
+    to those organizations' shards only."""
     organizations = sorted(set().union(*(r.organizations for r in rewrites)))
     return {
-        "assignee_id": {"$in": [r.user_id for r in rewrites]},
+        f"{role}_id": {"$in": [r.user_id for r in rewrites]},
         "organization_id": {"$in": organizations},
     }
-
-
-def reviewer_update(organization_id: str, snap: dict[str, Any]) -> UpdateMany:
-    """One user's reviewer snapshots in one organization: exactly ``idx_tasks_org_reviewer``'s
-    keys (an extra condition makes SecantusDB scan); setting an equal snapshot again modifies
-    nothing, so it is idempotent without a guard."""
-    return UpdateMany(
-        {"organization_id": organization_id, "reviewer_id": snap["user_id"]},
-        {"$set": {"reviewer_snapshot": snap}},
-    )
 
 
 # ---------------------------------------------------------------- results
@@ -283,44 +321,51 @@ def all_snapshot_states(mongo_db: Database) -> dict[str, dict[str, Any]]:
 def _rewrite_tasks(
     mongo_db: Database, rewrites: Sequence[TaskRewrite], result: SyncResult
 ) -> None:
-    """Assignees: one find per 500 users, then one guarded UpdateOne per task that shows
-    another snapshot; reviewers: one UpdateMany per user and organization. Each kind in
-    unordered bulk writes of up to 1,000 statements, every statement naming
-    ``organization_id`` (the shard key) and idempotent."""
+    """For each role (assignee, reviewer): one find per 500 users (tasks_query), then one
+    guarded UpdateOne per task that holds another snapshot, in unordered bulk writes of up to
+    1,000 statements, every statement naming ``organization_id`` (the shard key) and
+    idempotent (the content hash is in the filter). Finding first means no write is sent for
+    a user who reviews nothing: an UpdateMany that matched nothing cost SecantusDB ~0.9 ms, and
+    about half of a re-sync's per-user reviewer updates were such."""
     if not rewrites:
         return
     by_user = {rewrite.user_id: rewrite for rewrite in rewrites}
-    assignee_ops: list[Any] = []
-    for chunk in _chunks(list(rewrites), 500):
-        for doc in mongo_db.tasks.find(
-            assignee_tasks_query(chunk),
-            {"organization_id": 1, "assignee_id": 1, "assignee_snapshot.content_hash": 1},
-        ):
-            rewrite = by_user[doc["assignee_id"]]
-            held = (doc.get("assignee_snapshot") or {}).get("content_hash")
-            digest = rewrite.snap["content_hash"]
-            if doc["organization_id"] not in rewrite.organizations or held == digest:
-                continue
-            assignee_ops.append(
-                UpdateOne(
-                    {
-                        "_id": doc["_id"],
-                        "organization_id": doc["organization_id"],
-                        "assignee_snapshot.content_hash": {"$ne": digest},
-                    },
-                    {"$set": {"assignee_snapshot": rewrite.snap}},
+    for role in ROLES:
+        operations: list[Any] = []
+        for chunk in _chunks(list(rewrites), 500):
+            for doc in mongo_db.tasks.find(
+                tasks_query(role, chunk),
+                {"organization_id": 1, f"{role}_id": 1, f"{role}_snapshot.content_hash": 1},
+            ):
+                rewrite = by_user[doc[f"{role}_id"]]
+                held = (doc.get(f"{role}_snapshot") or {}).get("content_hash")
+                digest = rewrite.snap["content_hash"]
+                if doc["organization_id"] not in rewrite.organizations or held == digest:
+                    continue
+                operations.append(
+                    UpdateOne(
+                        {
+                            "_id": doc["_id"],
+                            "organization_id": doc["organization_id"],
+                            f"{role}_snapshot.content_hash": {"$ne": digest},
+                        },
+                        {"$set": {f"{role}_snapshot": rewrite.snap}},
+                    )
                 )
-            )
-    reviewer_ops = [
-        reviewer_update(organization_id, rewrite.snap)
-        for rewrite in rewrites
-        for organization_id in sorted(rewrite.organizations)
-    ]
-    # Two kinds in separate commands: a bench's command timing then tells them apart.
-    for operations in (assignee_ops, reviewer_ops):
+        # Each role in its own commands: a bench's command timing then tells them apart.
         for chunk in _chunks(operations, 1_000):
             outcome = mongo_db.tasks.bulk_write(chunk, ordered=False)
             result.tasks_modified += outcome.modified_count
+
+
+def rewrite_task_snapshots(mongo_db: Database, rewrites: Sequence[TaskRewrite]) -> SyncResult:
+    """Rewrite these users' embedded snapshots in the organizations named (idempotent: an
+    assignee copy holding the same content hash is not touched), then drop those
+    organizations' caches. What a freshness refresh uses for copies the sync's hash missed."""
+    result = SyncResult()
+    _rewrite_tasks(mongo_db, rewrites, result)
+    _invalidate(mongo_db, set().union(*(r.organizations for r in rewrites)), result)
+    return result
 
 
 def _invalidate(mongo_db: Database, organizations: Iterable[str], result: SyncResult) -> None:
@@ -368,6 +413,9 @@ class WritePlan:
     unchanged: int = 0
     confirmations: int = 0
     newest_change: dt.datetime | None = None
+    # (user id, state hash) to record in user_snapshot_digests once MongoDB acknowledged the
+    # plan's writes (batch sync only; decision 8).
+    digests: list[tuple[str, str]] = field(default_factory=list)
 
     def statements(self) -> int:
         """Roughly how many write statements executing this plan sends."""
@@ -380,6 +428,7 @@ class WritePlan:
         self.users += other.users
         self.unchanged += other.unchanged
         self.confirmations += other.confirmations
+        self.digests += other.digests
         if other.newest_change is not None and (
             self.newest_change is None or other.newest_change > self.newest_change
         ):
@@ -451,6 +500,21 @@ def execute_plan(mongo_db: Database, plan: WritePlan) -> SyncResult:
     written = _write_snapshots(mongo_db, plan.snapshot_ops)
     result.snapshots_written = written - plan.confirmations if plan.confirmations else written
     _invalidate(mongo_db, plan.touched, result)
+    return result
+
+
+def record_digests(dbs: Databases, digests: Sequence[tuple[str, str]]) -> None:
+    """Remember what MongoDB acknowledged (decision 8): call only after the writes returned."""
+    for chunk in _chunks(list(digests), 5_000):
+        with dbs.pg() as conn:
+            conn.execute(RECORD_DIGESTS, ([d[0] for d in chunk], [d[1] for d in chunk]))
+
+
+def execute_and_record(dbs: Databases, plan: WritePlan) -> SyncResult:
+    """execute_plan, then the plan's digests: not recorded when a write failed."""
+    result = execute_plan(dbs.mongo, plan)
+    if plan.digests:
+        record_digests(dbs, plan.digests)
     return result
 
 
@@ -649,12 +713,61 @@ def catch_up(
     return result
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
 # ---------------------------------------------------------------- batch sync
+DIGEST_EPOCH_FIELD = "digest_epoch"
+
+
+DIGEST_SAMPLE = 32  # digest rows whose snapshot must exist for the digest to be trusted
+
+
+def digest_usable(dbs: Databases) -> bool:
+    """Whether user_snapshot_digests may stand in for reading every snapshot (decision 8): it
+    has rows, its epoch is the one in MongoDB's sync_state, and a random sample of its live rows
+    all have their snapshot in MongoDB (an emptied or replaced collection fails it; counting
+    the collection cost SecantusDB 0.6-0.7 s, this costs a few milliseconds)."""
+    with dbs.pg() as conn:
+        row = conn.execute("SELECT epoch FROM user_snapshot_digest_epoch").fetchone()
+        epoch = (next(iter(row.values())) if isinstance(row, dict) else row[0]) if row else None
+        sample = [
+            next(iter(r.values())) if isinstance(r, dict) else r[0]
+            for r in conn.execute(
+                "SELECT user_id::text FROM user_snapshot_digests WHERE state_hash <> 'deleted' "
+                "ORDER BY random() LIMIT %s",
+                (DIGEST_SAMPLE,),
+            ).fetchall()
+        ] if epoch else []
+    if not epoch or not sample:
+        return False
+    state = dbs.mongo[STATE_COLLECTION].find_one({"_id": WATERMARK_ID}, {DIGEST_EPOCH_FIELD: 1})
+    if (state or {}).get(DIGEST_EPOCH_FIELD) != epoch:
+        return False
+    found = dbs.mongo.user_snapshots.find(
+        {"user_id": {"$in": sample}}, {"_id": 0, "user_id": 1}
+    )
+    return len({doc["user_id"] for doc in found}) == len(set(sample))
+
+
+def restart_digest(dbs: Databases) -> None:
+    """Empty the digest under a new epoch, stored in PostgreSQL first, then in MongoDB: a crash
+    between leaves them different, and the next batch sync reads everything again."""
+    epoch = str(ObjectId())
+    with dbs.pg() as conn:
+        conn.execute("TRUNCATE user_snapshot_digests")
+        conn.execute(
+            "INSERT INTO user_snapshot_digest_epoch (epoch) VALUES (%s) "
+            "ON CONFLICT (id) DO UPDATE SET epoch = EXCLUDED.epoch",
+            (epoch,),
+        )
+    dbs.mongo[STATE_COLLECTION].update_one(
+        {"_id": WATERMARK_ID}, {"$set": {DIGEST_EPOCH_FIELD: epoch}}, upsert=True
+    )
+
+
 def batch_sync(
     dbs: Databases,
     *,
@@ -663,24 +776,32 @@ def batch_sync(
     should_stop: Callable[[], bool] = lambda: False,
     progress: Callable[[SyncResult], None] | None = None,
     writes_in_flight: int = WRITES_IN_FLIGHT,
+    full: bool = False,
 ) -> SyncResult:
     """Compare every user with its snapshot and write what differs, in unordered bulk writes of
     `batch_size`; snapshots whose user is gone are marked deleted.
 
-    Three things overlap: the stored states are read in one find over user_snapshots on a
-    thread while PostgreSQL streams the first users (a server-side cursor, read ahead up to
-    PREFETCH_ROWS); each batch is
-    compared and planned (new snapshots encoded) on this thread while writer threads send
-    the previous ones, up to `writes_in_flight` at a time (batches hold different users, and
-    each keeps its own order: tasks, then snapshots, then caches). An unchanged user costs a
-    string comparison: PostgreSQL computes the hash. The plans of batches with few changes
-    are gathered until they hold about a quarter batch of statements: a re-sync after a few
-    changes sends a few large bulk writes rather than many small ones."""
+    Two ways to compare (decision 8). With a usable digest, PostgreSQL compares every user with
+    user_snapshot_digests and returns only those that differ; their snapshots are read from
+    MongoDB by id, a batch at a time. Otherwise (`full`, the consistency repair's way, or the
+    digest is not usable) every snapshot's state is read from MongoDB in one find on a thread
+    while PostgreSQL streams the first users (a server-side cursor, read ahead up to
+    PREFETCH_ROWS), and the digest is started again from what is found and written.
+
+    Each batch is compared and planned (new snapshots encoded) on this thread while writer
+    threads send the previous ones, up to `writes_in_flight` at a time (batches hold different
+    users, and each keeps its own order: tasks, then snapshots, then caches, then the digest).
+    An unchanged user costs a string comparison: PostgreSQL computes the hash. The plans of
+    batches with few changes are gathered until they hold about a quarter batch of statements:
+    a re-sync after a few changes sends a few large bulk writes rather than many small ones."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     if writes_in_flight < 1:
         raise ValueError("writes_in_flight must be at least 1")
     started = time.monotonic()
+    use_digest = not full and digest_usable(dbs)
+    if not use_digest:
+        restart_digest(dbs)
     result = SyncResult()
     seen: set[str] = set()
     newest = (EPOCH, NIL_UUID)
@@ -688,6 +809,7 @@ def batch_sync(
     gathered = WritePlan()
     send_at = max(1, batch_size // 4)  # statements
     now = utcnow()
+    gone: list[str] = []
 
     def finish_one() -> None:
         result.add(in_flight.popleft().result())
@@ -698,87 +820,124 @@ def batch_sync(
         nonlocal gathered
         while len(in_flight) >= writes_in_flight:
             finish_one()
-        in_flight.append(threads.submit(execute_plan, dbs.mongo, gathered))
+        in_flight.append(threads.submit(execute_and_record, dbs, gathered))
         gathered = WritePlan()
+
+    def compare(rows: list[dict[str, Any]], states: dict[str, dict[str, Any]]) -> WritePlan:
+        changed = []
+        digests = []
+        for row in rows:
+            user_id = row["id"]
+            stored = states.get(user_id)
+            digests.append((user_id, row["state_hash"]))
+            if (
+                stored is not None
+                and stored.get("content_hash") == row["content_hash"]
+                and not stored.get("deleted")
+                and list(stored.get("organization_ids") or ())
+                == list(row["organization_ids"] or ())
+            ):
+                continue
+            changed.append(SourceUser.from_row(row))
+        plan = plan_users(
+            changed,
+            {u.id: states[u.id] for u in changed if u.id in states},
+            now,
+            rewrite_tasks_of_new=False,
+        )
+        plan.unchanged += len(rows) - len(changed)
+        plan.users = len(rows)
+        plan.digests = digests
+        return plan
+
+    def add(threads: ThreadPoolExecutor, plan: WritePlan) -> None:
+        gathered.merge(plan)
+        if gathered.statements() >= send_at:
+            send(threads)
+        elif progress and not in_flight:
+            # Nothing is being written: report the comparison's progress as it goes.
+            progress(_counted(result, gathered))
 
     with ThreadPoolExecutor(
         max_workers=1 + writes_in_flight, thread_name_prefix="snapshot-sync"
     ) as threads:
-        reading = threads.submit(all_snapshot_states, dbs.mongo)
-        states: dict[str, dict[str, Any]] | None = None
-        with (
-            dbs.connect_pg() as conn,
-            conn.transaction(),
-            conn.cursor(name="creatia_batch_sync", row_factory=dict_row) as cur,
-        ):
-            cur.execute(ALL_USERS)
-            # While MongoDB sends the states, PostgreSQL computes the first users (a server-side
-            # cursor computes rows only when fetched): up to PREFETCH_ROWS of them are held.
-            prefetched: deque[list[dict[str, Any]]] = deque()
-            exhausted = False
-            while not reading.done() and len(prefetched) * batch_size < PREFETCH_ROWS:
-                rows = cur.fetchmany(batch_size)
-                if not rows:
-                    exhausted = True
-                    break
-                prefetched.append(rows)
-            while not should_stop():
-                if prefetched:
-                    rows = prefetched.popleft()
+        with dbs.connect_pg() as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            with conn.transaction():
+                if use_digest:
+                    # One snapshot of the database for the comparison, the count and the mark.
+                    with conn.cursor(row_factory=dict_row) as cur:
+                        total = cur.execute("SELECT count(*) AS n FROM users").fetchone()["n"]
+                        mark = cur.execute(
+                            "SELECT updated_at, id::text AS id FROM users "
+                            "ORDER BY updated_at DESC, id DESC LIMIT 1"
+                        ).fetchone()
+                        if include_deletions:
+                            gone = [r["user_id"] for r in cur.execute(DIGEST_DELETIONS)]
+                    if mark is not None:
+                        newest = (mark["updated_at"], mark["id"])
+                    result.users += total
+                    compared = 0
+                    with conn.cursor(name="creatia_batch_sync", row_factory=dict_row) as cur:
+                        cur.execute(USERS_NOT_AS_DIGESTED)
+                        while not should_stop():
+                            rows = cur.fetchmany(batch_size)
+                            if not rows:
+                                break
+                            compared += len(rows)
+                            states = existing_snapshots(dbs.mongo, [row["id"] for row in rows])
+                            add(threads, compare(rows, states))
+                    # The users PostgreSQL found as digested: unchanged, compared there.
+                    result.unchanged += total - compared
+                    result.users -= compared  # counted again as their plans finish
                 else:
-                    rows = [] if exhausted else cur.fetchmany(batch_size)
-                if not rows:
-                    break
-                if states is None:
-                    states = reading.result()
-                changed = []
-                for row in rows:
-                    user_id = row["id"]
-                    seen.add(user_id)
-                    if (row["updated_at"], user_id) > newest:
-                        newest = (row["updated_at"], user_id)
-                    stored = states.get(user_id)
-                    if (
-                        stored is not None
-                        and stored.get("content_hash") == row["content_hash"]
-                        and not stored.get("deleted")
-                        and list(stored.get("organization_ids") or ())
-                        == list(row["organization_ids"] or ())
-                    ):
-                        continue
-                    changed.append(SourceUser.from_row(row))
-                plan = plan_users(
-                    changed,
-                    {u.id: states[u.id] for u in changed if u.id in states},
-                    now,
-                    rewrite_tasks_of_new=False,
-                )
-                plan.unchanged += len(rows) - len(changed)
-                plan.users = len(rows)
-                gathered.merge(plan)
-                if gathered.statements() >= send_at:
-                    send(threads)
-                elif progress and not in_flight:
-                    # Nothing is being written: report the comparison's progress as it goes.
-                    progress(_counted(result, gathered))
-            if gathered.users:
-                send(threads)
+                    reading = threads.submit(all_snapshot_states, dbs.mongo)
+                    with conn.cursor(name="creatia_batch_sync", row_factory=dict_row) as cur:
+                        cur.execute(ALL_USERS)
+                        # While MongoDB sends the states, PostgreSQL computes the first users (a
+                        # server-side cursor computes rows only when fetched): up to
+                        # PREFETCH_ROWS of them are held.
+                        prefetched: deque[list[dict[str, Any]]] = deque()
+                        exhausted = False
+                        while not reading.done() and len(prefetched) * batch_size < PREFETCH_ROWS:
+                            rows = cur.fetchmany(batch_size)
+                            if not rows:
+                                exhausted = True
+                                break
+                            prefetched.append(rows)
+                        all_states: dict[str, dict[str, Any]] | None = None
+                        while not should_stop():
+                            if prefetched:
+                                rows = prefetched.popleft()
+                            else:
+                                rows = [] if exhausted else cur.fetchmany(batch_size)
+                            if not rows:
+                                break
+                            if all_states is None:
+                                all_states = reading.result()
+                            for row in rows:
+                                seen.add(row["id"])
+                                if (row["updated_at"], row["id"]) > newest:
+                                    newest = (row["updated_at"], row["id"])
+                            add(threads, compare(rows, all_states))
+                    if all_states is None:
+                        all_states = reading.result()
+                    gone = [
+                        user_id
+                        for user_id, state in all_states.items()
+                        if user_id not in seen and not state.get("deleted")
+                    ]
+        if gathered.users:
+            send(threads)
         while in_flight:
             finish_one()
-        if states is None:
-            states = reading.result()
-    if include_deletions and not should_stop():
-        gone = [
-            user_id
-            for user_id, state in states.items()
-            if user_id not in seen and not state.get("deleted")
-        ]
-        if gone:
-            with dbs.pg() as conn:
-                present = {row["id"] for row in conn.execute(EXISTING_IDS, (gone,)).fetchall()}
-            gone = [user_id for user_id in gone if user_id not in present]  # created meanwhile
+    if include_deletions and gone and not should_stop():
+        with dbs.pg() as pg_conn:
+            present = {row["id"] for row in pg_conn.execute(EXISTING_IDS, (gone,)).fetchall()}
+        gone = [user_id for user_id in gone if user_id not in present]  # created meanwhile
         for chunk in _chunks(gone, batch_size):
             result.add(apply_deletions(dbs.mongo, chunk, existing_snapshots(dbs.mongo, chunk)))
+            record_digests(dbs, [(user_id, DIGEST_DELETED) for user_id in chunk])
     if not should_stop() and newest[0] > EPOCH:
         current = load_watermark(dbs.mongo)
         store_watermark(dbs.mongo, Watermark(newest[0], newest[1], current.deletions_at))

@@ -252,6 +252,26 @@ class BoardScreen(AppScreen):
             # drawing. The feed reports what changed since that load began: nothing is missed.
             self.call_after_refresh(self._load_saved_filters)
             self.call_after_refresh(self._follow_changes, self._first_load_at)
+        self.call_after_refresh(self._refresh_stale_snapshots, columns)
+
+    def _refresh_stale_snapshots(self, columns: list[BoardColumn]) -> None:
+        """Issue 7's freshness: the people these cards show through a copy older than 5 minutes
+        are checked against PostgreSQL in the background (data/maintenance.py). Its own group:
+        a newer load replaces it, no key waits for it, and a failure is a log line only. A
+        rewrite arrives through the live feed like anyone's change; a feed that polls does not
+        see it (tasks' updated_at is not touched), so then the board loads again."""
+        from creatia_tui.data.maintenance import refresh_quietly
+
+        tasks = [task for column in columns for task in column.tasks]
+        dbs, actor = self.creatia.dbs, self.actor
+
+        def refreshed(result: Any) -> None:
+            if result is not None and result.tasks_modified and self.feed_mode == "polling":
+                self._start_load(None)
+
+        self.run_job(lambda: refresh_quietly(dbs, actor, tasks), refreshed,
+                     failed=lambda text: log.warning("snapshot freshness: %s", text),
+                     group="board-freshness")
 
     def _column(self, status: str) -> TaskColumn:
         return self.query_one(f"#column-{status}", TaskColumn)

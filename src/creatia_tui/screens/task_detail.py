@@ -7,6 +7,7 @@ board with the task as it is now, so the card there is updated.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -21,6 +22,8 @@ from creatia_tui.data.models import Task
 from creatia_tui.screens.base import run_job
 from creatia_tui.widgets.task_card import STATUS_TITLES, assignee_name
 from creatia_tui.widgets.text import fit
+
+log = logging.getLogger(__name__)
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -60,7 +63,13 @@ def detail_lines(task: Task) -> list[tuple[str, str]]:
 
 
 def _snapshot(snapshot: dict[str, Any] | None) -> str:
-    """The assignee as the task copied them: name <email>, and when (the ids are above)."""
+    """The assignee as the task copied them: name <email>, and when the copy was written (the
+    ids are above).
+
+    The time is the copy's own ``synced_at``, shown as it is: the freshness check on opening
+    (data/maintenance.refresh_shown_snapshots) rewrites a copy only when it shows the person
+    otherwise than PostgreSQL, so a copy that is still right keeps the time it was made (and a
+    detail of unchanged data reads the same in every run), and a rewritten one shows when."""
     if not snapshot:
         return "—"
     synced = snapshot.get("synced_at")
@@ -144,9 +153,26 @@ class TaskDetailScreen(ModalScreen[Task | None]):
         def loaded(result: tuple[Task, dict[str, str]]) -> None:
             self.task_, self.names = result
             self.show(self.task_)
+            self._refresh_stale_snapshots(self.task_)
 
         run_job(self, load, loaded,
                 failed=lambda text: self.query_one("#detail-error", Static).update(text))
+
+    def _refresh_stale_snapshots(self, task: Task) -> None:
+        """Issue 7's freshness, as on the board: the assignee's and reviewer's copies older than
+        5 minutes are checked against PostgreSQL in the background (a failure is a log line);
+        when that rewrote this task, it is shown again as it is now."""
+        from creatia_tui.data.maintenance import refresh_quietly
+
+        dbs, actor = self.service.dbs, self.service.actor
+
+        def refreshed(result: Any) -> None:
+            if result is not None and result.tasks_modified:
+                self.reload()
+
+        run_job(self, lambda: refresh_quietly(dbs, actor, [task]), refreshed,
+                failed=lambda text: log.warning("snapshot freshness: %s", text),
+                group="detail-freshness")
 
     def _who(self, user_id: str) -> str:
         """Who logged an entry: the member's name; an id's start for a former member."""
