@@ -156,11 +156,16 @@ class RolesScreen(AppScreen):
 
     def compose_body(self) -> Iterable[Widget]:
         roles: DataTable[Text] = DataTable(id="role-list", cursor_type="row", zebra_stripes=True)
-        for key, label in (("name", "Role"), ("key", "Key"), ("kind", "Kind"),
-                           ("active", "Active"), ("members", "Members"),
-                           ("description", "Description")):
+        # Fixed widths, as on the organizations screen: a DataTable that sizes columns from its
+        # content can draw its header before measuring and keep the labels' widths (seen in a
+        # full test run under load).
+        for key, label, width in (
+            ("name", "Role", NAME_WIDTH), ("key", "Key", KEY_WIDTH), ("kind", "Kind", 7),
+            ("active", "Active", 6), ("members", "Members", 7),
+            ("description", "Description", DESCRIPTION_WIDTH),
+        ):
             roles.add_column(Text(label, justify="right" if key == "members" else "left"),
-                             key=key)
+                             key=key, width=width)
         yield roles
         yield DataTable(id="matrix", cursor_type="cell", fixed_columns=1)
         yield Static("", id="cell-detail", markup=False)
