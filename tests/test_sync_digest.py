@@ -125,3 +125,13 @@ def test_drift_made_in_mongodb_is_the_consistency_checks_to_find(
     repaired = consistency.repair(dbs, report)  # reads every snapshot (full=True)
     assert repaired.sync.snapshots_written >= 1
     assert dbs.mongo.user_snapshots.find_one({"user_id": world.bob})["name"] == "Bob Stone"  # type: ignore[index]
+
+
+def test_a_restore_makes_the_digest_untrusted(world: World, dbs: Databases, pg_dsn: str) -> None:
+    sync.batch_sync(dbs)
+    assert sync.digest_usable(dbs)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        sync.forget_digest(conn)  # what ops/restore.py does once both databases are back
+    assert not sync.digest_usable(dbs)
+    sync.batch_sync(dbs)  # reads every snapshot, and starts a new digest
+    assert sync.digest_usable(dbs)

@@ -72,6 +72,7 @@ from creatia_tui.ops.backup import (
     pg_table_counts,
     raw_batches,
 )
+from creatia_tui.ops.sync import forget_digest
 
 log = logging.getLogger(__name__)
 
@@ -666,6 +667,8 @@ def restore_backup(
         finally:
             client.close()
         report.checks += _collection_checks(manifest["mongo"]["collections"], found)
+        with _connect(dsn, pg_password) as conn:
+            forget_digest(conn)
         report.seconds = time.perf_counter() - started
         log.info("restored %s into %s and %s", archive, pg_name, mongo_name)
         return report

@@ -752,6 +752,17 @@ def digest_usable(dbs: Databases) -> bool:
     return len({doc["user_id"] for doc in found}) == len(set(sample))
 
 
+def forget_digest(conn: psycopg.Connection) -> None:
+    """After a restore: the backup dumped PostgreSQL and MongoDB one after the other, so the
+    digest may say a snapshot was written that the restored MongoDB does not hold. Without an
+    epoch the digest is not trusted (:func:`digest_usable`): the next batch sync reads every
+    snapshot and starts a new one. A database restored from before schema 0007 has no digest."""
+    row = conn.execute("SELECT to_regclass('user_snapshot_digest_epoch') IS NOT NULL").fetchone()
+    present = next(iter(row.values())) if isinstance(row, dict) else row[0] if row else False
+    if present:
+        conn.execute("DELETE FROM user_snapshot_digest_epoch")
+
+
 def restart_digest(dbs: Databases) -> None:
     """Empty the digest under a new epoch, stored in PostgreSQL first, then in MongoDB: a crash
     between leaves them different, and the next batch sync reads everything again."""
