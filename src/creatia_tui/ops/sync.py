@@ -68,7 +68,7 @@ import bson
 import psycopg
 from bson import ObjectId
 from bson.raw_bson import RawBSONDocument
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from pymongo import InsertOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, PyMongoError
@@ -730,12 +730,12 @@ def digest_usable(dbs: Databases) -> bool:
     has rows, its epoch is the one in MongoDB's sync_state, and a random sample of its live rows
     all have their snapshot in MongoDB (an emptied or replaced collection fails it; counting
     the collection cost SecantusDB 0.6-0.7 s, this costs a few milliseconds)."""
-    with dbs.pg() as conn:
-        row = conn.execute("SELECT epoch FROM user_snapshot_digest_epoch").fetchone()
-        epoch = (next(iter(row.values())) if isinstance(row, dict) else row[0]) if row else None
+    with dbs.pg() as conn, conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute("SELECT epoch FROM user_snapshot_digest_epoch").fetchone()
+        epoch = row[0] if row else None
         sample = [
-            next(iter(r.values())) if isinstance(r, dict) else r[0]
-            for r in conn.execute(
+            r[0]
+            for r in cur.execute(
                 "SELECT user_id::text FROM user_snapshot_digests WHERE state_hash <> 'deleted' "
                 "ORDER BY random() LIMIT %s",
                 (DIGEST_SAMPLE,),
@@ -757,10 +757,12 @@ def forget_digest(conn: psycopg.Connection) -> None:
     digest may say a snapshot was written that the restored MongoDB does not hold. Without an
     epoch the digest is not trusted (:func:`digest_usable`): the next batch sync reads every
     snapshot and starts a new one. A database restored from before schema 0007 has no digest."""
-    row = conn.execute("SELECT to_regclass('user_snapshot_digest_epoch') IS NOT NULL").fetchone()
-    present = next(iter(row.values())) if isinstance(row, dict) else row[0] if row else False
-    if present:
-        conn.execute("DELETE FROM user_snapshot_digest_epoch")
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(
+            "SELECT to_regclass('user_snapshot_digest_epoch') IS NOT NULL"
+        ).fetchone()
+        if row and row[0]:
+            cur.execute("DELETE FROM user_snapshot_digest_epoch")
 
 
 def restart_digest(dbs: Databases) -> None:
