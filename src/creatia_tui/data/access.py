@@ -279,10 +279,6 @@ class ReadGrants:
                     )
         return len(keys)
 
-    def forget(self) -> None:
-        with self._lock:
-            self._grants.clear()
-
 
 def listed(names: Iterable[str], limit: int = 3) -> str:
     """At most `limit` names, sorted and comma-separated, then "…" when there were more."""
