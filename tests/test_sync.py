@@ -240,16 +240,6 @@ def test_batch_sync_of_10000_users(dbs: Databases, world: World, pg_dsn: str) ->
     assert dbs.mongo.user_snapshots.count_documents({"name": "사용자 10 님"}) == 1
 
 
-def test_refresh_stale_confirms_old_snapshots(dbs: Databases, world: World) -> None:
-    sync.batch_sync(dbs)
-    old = utcnow().replace(year=2025)
-    dbs.mongo.user_snapshots.update_one({"user_id": world.bob}, {"$set": {"synced_at": old}})
-    refreshed = sync.refresh_stale(dbs, [world.bob, world.minjun, ""])
-    assert (refreshed.users, refreshed.unchanged, refreshed.snapshots_written) == (1, 1, 0)
-    assert snapshot(dbs, world.bob)["synced_at"] > old  # type: ignore[index]
-    assert sync.refresh_stale(dbs, [world.bob]).users == 0  # fresh now
-
-
 def test_a_screen_refreshes_the_stale_snapshots_it_shows(
     dbs: Databases, world: World, pg_dsn: str
 ) -> None:

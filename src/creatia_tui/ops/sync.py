@@ -16,7 +16,9 @@ Decisions:
    ``source_updated_at`` (users.updated_at).
 2. Unchanged users are skipped cheaply: a user whose content hash and organizations equal the
    stored snapshot's is not written at all (a re-sync of 100,000 unchanged users writes
-   nothing). ``synced_at`` is when a sync last wrote or (freshness refresh) confirmed it.
+   nothing). ``synced_at`` is when a sync last wrote it; freshness on screen
+   (data/maintenance.refresh_shown_snapshots) checks old copies against PostgreSQL and rewrites
+   only those that show the person differently, so a correct copy keeps its ``synced_at``.
 3. Tasks first, snapshot last. For a changed user the snapshots embedded in tasks
    (``assignee_snapshot``, ``reviewer_snapshot``) are rewritten organization by organization,
    each write naming ``organization_id`` (the shard key), with ``content_hash`` in the filter
@@ -411,7 +413,6 @@ class WritePlan:
     touched: set[str] = field(default_factory=set)
     users: int = 0
     unchanged: int = 0
-    confirmations: int = 0
     newest_change: dt.datetime | None = None
     # (user id, state hash) to record in user_snapshot_digests once MongoDB acknowledged the
     # plan's writes (batch sync only; decision 8).
@@ -427,7 +428,6 @@ class WritePlan:
         self.touched |= other.touched
         self.users += other.users
         self.unchanged += other.unchanged
-        self.confirmations += other.confirmations
         self.digests += other.digests
         if other.newest_change is not None and (
             self.newest_change is None or other.newest_change > self.newest_change
@@ -440,7 +440,6 @@ def plan_users(
     existing: dict[str, dict[str, Any]],
     now: dt.datetime,
     *,
-    confirm_unchanged: bool = False,
     rewrite_tasks_of_new: bool = True,
 ) -> WritePlan:
     """What to write for these users: snapshot operations, task rewrites, organizations whose
@@ -458,11 +457,6 @@ def plan_users(
             same_orgs = tuple(stored.get("organization_ids") or ()) == user.organization_ids
             if stored.get("content_hash") == user.content_hash and same_orgs:
                 plan.unchanged += 1
-                if confirm_unchanged:
-                    plan.confirmations += 1
-                    plan.snapshot_ops.append(
-                        UpdateOne({"user_id": user.id}, {"$set": {"synced_at": now}})
-                    )
                 continue
         document = snapshot_document(user, now)
         if stored is None:
@@ -498,7 +492,7 @@ def execute_plan(mongo_db: Database, plan: WritePlan) -> SyncResult:
     result.newest_change = plan.newest_change
     _rewrite_tasks(mongo_db, plan.rewrites, result)
     written = _write_snapshots(mongo_db, plan.snapshot_ops)
-    result.snapshots_written = written - plan.confirmations if plan.confirmations else written
+    result.snapshots_written = written
     _invalidate(mongo_db, plan.touched, result)
     return result
 
@@ -524,7 +518,6 @@ def apply_users(
     existing: dict[str, dict[str, Any]],
     now: dt.datetime | None = None,
     *,
-    confirm_unchanged: bool = False,
     rewrite_tasks_of_new: bool = True,
 ) -> SyncResult:
     """Write what changed for these users (tasks first, then snapshots, then caches)."""
@@ -532,7 +525,6 @@ def apply_users(
         users,
         existing,
         now or utcnow(),
-        confirm_unchanged=confirm_unchanged,
         rewrite_tasks_of_new=rewrite_tasks_of_new,
     )
     return execute_plan(mongo_db, plan)
@@ -585,9 +577,7 @@ def read_users(conn: psycopg.Connection, user_ids: Sequence[str]) -> list[Source
     return [SourceUser.from_row(row) for row in rows]
 
 
-def sync_user_ids(
-    dbs: Databases, user_ids: Iterable[str], *, confirm_unchanged: bool = False
-) -> SyncResult:
+def sync_user_ids(dbs: Databases, user_ids: Iterable[str]) -> SyncResult:
     """Sync these users now (a notification, a refresh); ids no longer in users are deletions."""
     started = time.monotonic()
     ids = sorted(set(user_ids))
@@ -599,7 +589,7 @@ def sync_user_ids(
     existing = existing_snapshots(dbs.mongo, ids)
     found = {user.id for user in users}
     now = utcnow()
-    result.add(apply_users(dbs.mongo, users, existing, now, confirm_unchanged=confirm_unchanged))
+    result.add(apply_users(dbs.mongo, users, existing, now))
     gone = [user_id for user_id in ids if user_id not in found]
     if gone:
         result.add(apply_deletions(dbs.mongo, gone, existing, now))
@@ -965,33 +955,6 @@ def _counted(result: SyncResult, gathered: WritePlan) -> SyncResult:
     shown.users += gathered.users
     shown.unchanged += gathered.unchanged
     return shown
-
-
-# ---------------------------------------------------------------- freshness
-def refresh_stale(
-    dbs: Databases,
-    user_ids: Iterable[str],
-    *,
-    max_age_seconds: float = FRESH_SECONDS,
-    now: dt.datetime | None = None,
-) -> SyncResult:
-    """Re-sync the users among `user_ids` whose snapshot is missing or older than
-    `max_age_seconds` (the seed's ``fresh?``); what a screen calls, in a background worker,
-    with the people it shows. Unchanged ones get a new synced_at (one write for all)."""
-    ids = sorted({user_id for user_id in user_ids if user_id})
-    if not ids:
-        return SyncResult()
-    horizon = (now or utcnow()) - dt.timedelta(seconds=max_age_seconds)
-    fresh = {
-        doc["user_id"]
-        for doc in dbs.mongo.user_snapshots.find(
-            {"user_id": {"$in": ids}, "synced_at": {"$gt": horizon}}, {"_id": 0, "user_id": 1}
-        )
-    }
-    stale = [user_id for user_id in ids if user_id not in fresh]
-    if not stale:
-        return SyncResult()
-    return sync_user_ids(dbs, stale, confirm_unchanged=True)
 
 
 # ---------------------------------------------------------------- real time
