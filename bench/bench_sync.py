@@ -1,12 +1,20 @@
 """User snapshot sync at scale: first sync against the bare write rate, re-syncs, real time.
 
-One run seeds organizations, users (with memberships) and tasks, then empties user_snapshots
-and measures, on the same server:
+One run seeds organizations, users (with memberships) and tasks and measures, on the same
+server:
 
+0. informative: the first sync into the seeded database's ``user_snapshots`` after its seeded
+   documents were moved out (a rename): the re-syncs below need it. Beside it, the bare
+   inserts into that same emptied collection, before and after (each moved out in turn, the
+   synced snapshots moved back). SecantusDB writes into a collection emptied a while before
+   more slowly than into a new one, bare inserts as much as the sync;
 1. **bare**: the same snapshot documents the sync writes (built from the same users), sent with
-   ``insert_many(ordered=False)`` in the sync's batch size into a scratch collection with the
-   same validator and unique index: the server's write rate for these documents;
-2. **first sync**: ``batch_sync`` into the empty collection (target: >= 80 % of bare);
+   ``insert_many(ordered=False)`` in the sync's batch size into ``user_snapshots`` of a new
+   database (same validator and indexes): the server's write rate for these documents;
+2. **first sync**: ``batch_sync`` into ``user_snapshots`` of a new, migrated database, as on a
+   new deployment (target: >= 80 % of bare, measured before and after it); the new databases
+   are dropped after the second bare measurement, and the seeded database is compared in full
+   once (informative) to take back the digest the new database's sync started;
 3. **re-sync, nothing changed** (target: under 5 s);
 4. **re-sync after 1 % of users changed** (a rename in PostgreSQL; target: under 10 s), which
    also rewrites their tasks' embedded snapshots;
@@ -19,6 +27,8 @@ and measures, on the same server:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import random
 import statistics
 import tempfile
@@ -28,12 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from pymongo import monitoring
+from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from bench.run import BenchTarget
 from creatia_tui.config import Locations, Settings
 from creatia_tui.data.db import Databases
-from creatia_tui.data.mongo_schema import load_collection_specs
+from creatia_tui.data.mongo_schema import load_collection_specs, migrate_mongo
 from creatia_tui.ops import consistency, sync
 from creatia_tui.ops.seed import SeedOptions, seed
 
@@ -108,26 +119,68 @@ def _databases(target: BenchTarget, home: Path, times: CommandTimes) -> Database
     return Databases(settings, pool_max=4, mongo_options={"event_listeners": [times]})
 
 
-def _empty_snapshots(dbs: Databases) -> None:
-    """user_snapshots as migrate makes it, empty (the seed filled it)."""
+def _move_out(dbs: Databases, moved_to: str) -> None:
+    """user_snapshots renamed to `moved_to`, and a new one as migrate makes it, empty.
+
+    Moved rather than dropped, so that the synced snapshots can be moved back after the bare
+    insert that follows them."""
     spec = next(s for s in load_collection_specs() if s.name == "user_snapshots")
-    try:
-        # Out of the way, not dropped: a drop removes 100,000 documents one by one, which
-        # would slow the measurements that follow.
-        dbs.mongo.user_snapshots.rename("user_snapshots_seeded")
-    except PyMongoError:
-        dbs.mongo.drop_collection("user_snapshots")
+    dbs.mongo.user_snapshots.rename(moved_to)
     dbs.mongo.create_collection("user_snapshots", validator=spec.validator)
     for index in spec.indexes:
         dbs.mongo.user_snapshots.create_index(index.key, name=index.name, **index.options)
-    dbs.mongo[sync.STATE_COLLECTION].delete_many({})
 
 
-def _bare_rate(dbs: Databases, batch_size: int, scratch_name: str) -> tuple[float, int]:
-    """The sync's documents, written bare in its batch size into a collection like its own.
+SECANTUS_TABLES = 16
 
-    The scratch database is dropped at the end of the run, not here: SecantusDB removes a
-    dropped collection's documents one by one, and that work would slow what runs next."""
+
+def secantus_table(database: str, collection: str) -> int:
+    """Which of SecantusDB's 16 document tables holds a collection: FNV-1a (64-bit) of
+    ``database NUL collection``, modulo 16 (secantus/storage.py ``_doc_shard_hash``, rewritten
+    here: the server is GPL and never imported). Every collection whose hash lands in a table
+    shares it, and an insert into a table already holding another collection's 100,000 tasks
+    or snapshots is markedly slower than into an empty one."""
+    value = 0xCBF29CE484222325
+    for byte in database.encode() + b"\x00" + collection.encode():
+        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return value % SECANTUS_TABLES
+
+
+def scratch_names(dbs: Databases, count: int) -> list[str]:
+    """Names of `count` new databases whose ``user_snapshots`` lands in a SecantusDB document
+    table of its own: none of the run's collections and none of the others in it. The bare
+    inserts and the first sync then each write into an empty table, and no side of the
+    comparison shares one with the seeded tasks by the luck of the database's random name (one
+    reason the old comparison varied from run to run). With another server these are just
+    names."""
+    base = dbs.settings.mongo_db
+    taken = {secantus_table(base, name) for name in dbs.mongo.list_collection_names()}
+    names: list[str] = []
+    for n in range(1, 1000):
+        name = f"{base}_s{n}"
+        table = secantus_table(name, "user_snapshots")
+        if table not in taken:
+            names.append(name)
+            taken.add(table)
+            if len(names) == count:
+                return names
+    raise RuntimeError(f"no {count} free SecantusDB tables for the scratch databases")
+
+
+def _new_database(target: BenchTarget, home: Path, times: CommandTimes, name: str) -> Databases:
+    """Databases whose MongoDB side is a new, migrated database (PostgreSQL is the run's)."""
+    new_target = dataclasses.replace(target, mongo_db=name)
+    dbs = _databases(new_target, home, times)
+    migrate_mongo(dbs.mongo)
+    return dbs
+
+
+def _bare_rate(dbs: Databases, batch_size: int, into: Database) -> tuple[float, int]:
+    """The sync's documents, written bare in its batch size into ``into.user_snapshots`` (made
+    like the sync's own when missing).
+
+    The scratch databases are dropped after the second bare measurement, not each here: the
+    drop's work would slow the first sync."""
     with dbs.pg() as conn:
         rows = conn.execute(sync.ALL_USERS).fetchall()
     now = sync.utcnow()
@@ -135,15 +188,14 @@ def _bare_rate(dbs: Databases, batch_size: int, scratch_name: str) -> tuple[floa
         {**sync.snapshot_document(sync.SourceUser.from_row(row), now), "created_at": now}
         for row in rows
     ]
-    spec = next(s for s in load_collection_specs() if s.name == "user_snapshots")
-    scratch = dbs.mongo_client[scratch_name]
-    scratch.drop_collection("user_snapshots")
-    scratch.create_collection("user_snapshots", validator=spec.validator)
-    for index in spec.indexes:
-        scratch.user_snapshots.create_index(index.key, name=index.name, **index.options)
+    if "user_snapshots" not in into.list_collection_names():
+        spec = next(s for s in load_collection_specs() if s.name == "user_snapshots")
+        into.create_collection("user_snapshots", validator=spec.validator)
+        for index in spec.indexes:
+            into.user_snapshots.create_index(index.key, name=index.name, **index.options)
     started = time.perf_counter()
     for start in range(0, len(docs), batch_size):
-        scratch.user_snapshots.insert_many(docs[start:start + batch_size], ordered=False)
+        into.user_snapshots.insert_many(docs[start:start + batch_size], ordered=False)
     seconds = time.perf_counter() - started
     return len(docs) / seconds, len(docs)
 
@@ -244,30 +296,67 @@ def run(args: argparse.Namespace, target: BenchTarget) -> int:
     home = Path(tempfile.mkdtemp(prefix="creatia-bench-sync-"))
     times = CommandTimes()
     dbs = _databases(target, home, times)
+    scratch: list[str] = []
     try:
         started = time.perf_counter()
         with target.pg_connect() as conn:
             seed(conn, dbs.mongo, options)
         print(f"  seeded in {time.perf_counter() - started:.1f} s", flush=True)
-        _empty_snapshots(dbs)
+        # The seeded database, its snapshots moved out: what the re-syncs start from. Compared
+        # (informative) with bare inserts into the same emptied collection, before and after.
+        _move_out(dbs, "user_snapshots_seeded")
+        dbs.mongo[sync.STATE_COLLECTION].delete_many({})
+        in_place_before, _ = _bare_rate(dbs, args.batch_size, dbs.mongo)
+        _move_out(dbs, "user_snapshots_bare_before")
+        times.measure()
+        emptied = sync.batch_sync(dbs, batch_size=args.batch_size)
+        emptied_rate = emptied.snapshots_written / emptied.seconds
+        _move_out(dbs, "user_snapshots_synced")
+        in_place_after, _ = _bare_rate(dbs, args.batch_size, dbs.mongo)
+        dbs.mongo.user_snapshots_synced.rename("user_snapshots", dropTarget=True)
+        print(f"  first sync (seeded database, snapshots moved out): {emptied.summary()}; "
+              f"{emptied_rate:.0f} docs/s; bare into the same collection {in_place_before:.0f} "
+              f"before, {in_place_after:.0f} after", flush=True)
 
+        scratch[:] = scratch_names(dbs, 3)  # bare before, first sync, bare after
+        print(f"  scratch databases {', '.join(scratch)}: SecantusDB tables "
+              f"{', '.join(str(secantus_table(name, 'user_snapshots')) for name in scratch)} "
+              f"(the seeded snapshots' {secantus_table(target.mongo_db, 'user_snapshots')})",
+              flush=True)
         # Bare before and after the first sync, the ratio against their mean: the server's
-        # speed drifts during a run (and other work on this machine comes and goes).
-        scratch = [f"{target.mongo_db}_bare1", f"{target.mongo_db}_bare2"]
-        bare_before, documents = _bare_rate(dbs, args.batch_size, scratch[0])
+        # speed drifts during a run (and other work on this machine comes and goes). All three
+        # write into new databases, each into an empty table of the server's (scratch_names).
+        bare_before, documents = _bare_rate(dbs, args.batch_size, dbs.mongo_client[scratch[0]])
         print(f"  bare insert_many: {documents} documents, {bare_before:.0f} docs/s", flush=True)
 
-        times.measure()
-        first = sync.batch_sync(dbs, batch_size=args.batch_size)
+        first_dbs = _new_database(target, home, times, scratch[1])
+        try:
+            times.measure()
+            first = sync.batch_sync(first_dbs, batch_size=args.batch_size)
+        finally:
+            first_dbs.close()
         first_rate = first.snapshots_written / first.seconds
-        print(f"  first sync: {first.summary()}; {first_rate:.0f} docs/s", flush=True)
+        print(f"  first sync (new database): {first.summary()}; {first_rate:.0f} docs/s",
+              flush=True)
         print(f"    MongoDB commands: {times.report()}", flush=True)
 
-        bare_after, _ = _bare_rate(dbs, args.batch_size, scratch[1])
+        bare_after, _ = _bare_rate(dbs, args.batch_size, dbs.mongo_client[scratch[2]])
         print(f"  bare insert_many again: {bare_after:.0f} docs/s", flush=True)
         bare = (bare_before + bare_after) / 2
+        # Dropped before the re-syncs: 300,000 more documents would slow the server at
+        # everything (one cache for all databases).
+        dropping = time.perf_counter()
         for name in scratch:
             dbs.mongo_client.drop_database(name)
+        scratch.clear()
+        print(f"  scratch databases dropped in {time.perf_counter() - dropping:.1f} s", flush=True)
+
+        # The new database's sync started the digest again under its own epoch: the seeded
+        # database's sync reads every snapshot once more (writing nothing) and takes it back.
+        times.measure()
+        reread = sync.batch_sync(dbs, batch_size=args.batch_size)
+        print(f"  re-sync without a usable digest: {reread.summary()}", flush=True)
+        print(f"    MongoDB commands: {times.report()}", flush=True)
 
         times.measure()
         unchanged = sync.batch_sync(dbs, batch_size=args.batch_size)
@@ -296,14 +385,24 @@ def run(args: argparse.Namespace, target: BenchTarget) -> int:
         plan = _explain_task_rewrite(dbs)
         print(f"  task rewrite plan: {plan}", flush=True)
     finally:
+        for name in scratch:  # after a failure
+            with contextlib.suppress(PyMongoError):
+                dbs.mongo_client.drop_database(name)
         dbs.close()
 
     ratio = first_rate / bare
     rows = [
-        ("first sync", f"{first.seconds:.1f} s", f"{first_rate:,.0f} docs/s",
+        ("first sync, new database", f"{first.seconds:.1f} s", f"{first_rate:,.0f} docs/s",
          f"bare {bare_before:,.0f} before, {bare_after:,.0f} after: ratio {ratio:.0%} "
          f"(target >= {RATIO_TARGET:.0%})",
          ratio >= RATIO_TARGET),
+        ("first sync, seeded database emptied by a rename", f"{emptied.seconds:.1f} s",
+         f"{emptied_rate:,.0f} docs/s",
+         f"informative: bare into the same collection {in_place_before:,.0f} docs/s before "
+         f"it, {in_place_after:,.0f} after it",
+         True),
+        ("re-sync without a usable digest", f"{reread.seconds:.1f} s",
+         f"{reread.snapshots_written} written", "informative (reads every snapshot)", True),
         ("re-sync, nothing changed", f"{unchanged.seconds:.1f} s",
          f"{unchanged.snapshots_written} written", f"target < {NOTHING_CHANGED_TARGET:.0f} s",
          unchanged.seconds < NOTHING_CHANGED_TARGET),
