@@ -20,6 +20,7 @@ from creatia_tui.data.models import TASK_STATUSES
 from creatia_tui.data.mongo_schema import load_collection_specs, migrate_mongo
 from creatia_tui.data.passwords import verify_password
 from creatia_tui.errors import UserError
+from creatia_tui.ops import consistency, sync
 from creatia_tui.ops import seed as seed_module
 from creatia_tui.ops.seed import (
     DEMO_ADMIN_EMAIL,
@@ -319,6 +320,17 @@ def test_names_mix_korean_and_english(seeded: Any) -> None:
 
 
 # ---------------------------------------------------------------- refusals and failures
+def test_a_seed_is_what_the_snapshot_sync_would_write(seeded: Any, dbs: Databases) -> None:
+    """Snapshots and the copies in tasks carry PostgreSQL's content hash and the memberships:
+    the first sync after a seed rewrites nothing, and the check finds nothing to repair."""
+    report, _, _ = seeded
+    first = sync.batch_sync(dbs)
+    assert (first.snapshots_written, first.tasks_modified) == (0, 0)
+    assert first.unchanged == report.users
+    checked = consistency.check_consistency(dbs)
+    assert checked.repairable == 0, checked.lines()
+
+
 def test_a_seeded_target_is_refused(seeded: Any, dbs: Databases) -> None:
     _, pg, _ = seeded
     assert is_seeded(pg, dbs.mongo)

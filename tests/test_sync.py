@@ -240,6 +240,36 @@ def test_batch_sync_of_10000_users(dbs: Databases, world: World, pg_dsn: str) ->
     assert dbs.mongo.user_snapshots.count_documents({"name": "사용자 10 님"}) == 1
 
 
+def test_the_content_hash_computed_here_is_postgresqls(dbs: Databases, pg_dsn: str) -> None:
+    """sync.content_hash (the seed's) against USER_SELECT's, on awkward values."""
+    people = [
+        ("김민준 \"팀장\"", "quote@example.com", None, "개발\\팀", "tab\there", True),
+        ("line\nbreak \u0001 \u007f é 😀", "ctrl@example.com", "https://a.example/x?y=1&z=</", None,
+         "", False),
+        (None, "nulls@example.com", None, None, None, True),
+    ]
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for name, email, avatar, department, position, active in people:
+            conn.execute(
+                "INSERT INTO users (email, encrypted_password, name, avatar_url, department, "
+                "position, active) VALUES (%s, 'x', %s, %s, %s, %s, %s)",
+                (email, name, avatar, department, position, active),
+            )
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id::text FROM users WHERE email = ANY(%s)", ([p[1] for p in people],)
+            )
+        ]
+    with dbs.pg() as conn:
+        users = sync.read_users(conn, ids)
+    assert len(users) == 3
+    for user in users:
+        assert user.content_hash == sync.content_hash(
+            user.name, user.email, user.avatar_url, user.department, user.position, user.active
+        ), user.email
+
+
 def test_a_screen_refreshes_the_stale_snapshots_it_shows(
     dbs: Databases, world: World, pg_dsn: str
 ) -> None:

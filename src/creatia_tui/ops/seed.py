@@ -8,6 +8,11 @@ the way in). Two things are not reproducible and cannot be: the argon2 hash (it 
 of the demo password serves every user, since hashing per user at 100,000 users is hours of CPU) and
 the ids of the system roles that the organizations trigger creates with gen_random_uuid().
 
+Snapshots (user_snapshots and the copies embedded in tasks) are written as the snapshot sync
+writes them, with the content hash PostgreSQL would compute (ops/sync.content_hash) and each
+user's organizations: the first sync or worker catch-up after a seed finds every snapshot
+unchanged and rewrites nothing, and the consistency check has nothing to repair.
+
 Scale: the plan (users, organizations, memberships) lives in memory, since every task needs an
 organization's members; tasks and activity logs are streamed in batches from generators. Activity
 logs point at tasks, so the task pass keeps a compact index of the tasks it wrote (about 30 bytes a
@@ -56,6 +61,7 @@ from creatia_tui.data.models import TASK_STATUSES
 from creatia_tui.data.mongo_schema import load_collection_specs, migrate_mongo
 from creatia_tui.data.passwords import hash_password
 from creatia_tui.errors import UserError, one_line
+from creatia_tui.ops import sync
 
 log = logging.getLogger(__name__)
 
@@ -498,7 +504,9 @@ class SeedPlan:
         return int(previous.timestamp())
 
     def snapshot(self, u: int) -> dict[str, Any]:
-        """The user's snapshot dict, built once and shared by every document that embeds it."""
+        """The user's snapshot dict, built once and shared by every document that embeds it:
+        what the snapshot sync would write (ops/sync.task_snapshot), content hash included, so
+        the first sync after a seed finds nothing to rewrite."""
         if not self._snapshots:
             synced = self.now
             self._snapshots = [
@@ -510,6 +518,10 @@ class SeedPlan:
                     "department": self.user_departments[i],
                     "position": self.user_positions[i],
                     "synced_at": synced,
+                    "content_hash": sync.content_hash(
+                        self.user_names[i], self.user_emails[i], self.user_avatars[i],
+                        self.user_departments[i], self.user_positions[i], True,
+                    ),
                 }
                 for i in range(len(self.user_ids))
             ]
@@ -517,13 +529,24 @@ class SeedPlan:
 
     # ------------------------------------------------------------ MongoDB documents
     def snapshot_documents(self) -> Iterator[dict[str, Any]]:
+        """user_snapshots as the snapshot sync writes them (ops/sync.snapshot_document)."""
         rng = self._stream("snapshots")
         now, now_s = self.now, self.now_s
+        organizations: list[list[str]] = [[] for _ in self.user_ids]
+        for membership in self.memberships:
+            organizations[membership.user].append(self.orgs[membership.org].id)
         for u in range(len(self.user_ids)):
             doc = {"_id": _object_id(now_s, rng)}
             doc.update(self.snapshot(u))
-            doc["created_at"] = now
-            doc["updated_at"] = now
+            doc.update(
+                active=True,  # user_rows: every seeded account is active
+                deleted=False,
+                deleted_at=None,
+                organization_ids=sorted(organizations[u]),
+                source_updated_at=_at(self.user_created[u]),  # users.updated_at
+                created_at=now,
+                updated_at=now,
+            )
             yield doc
 
     def _plan_sprints(self, rng: random.Random, org: PlannedOrg) -> list[PlannedSprint]:

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import logging
 import time
@@ -149,6 +150,23 @@ INSERT INTO user_snapshot_digests (user_id, state_hash)
 SELECT * FROM unnest(%s::uuid[], %s::text[])
 ON CONFLICT (user_id) DO UPDATE SET state_hash = EXCLUDED.state_hash, written_at = now()
 """
+
+
+def content_hash(
+    name: str | None,
+    email: str,
+    avatar_url: str | None,
+    department: str | None,
+    position: str | None,
+    active: bool,
+) -> str:
+    """The content hash USER_SELECT has PostgreSQL compute, computed here: for a writer that
+    builds snapshots without reading its users back (the seed writes both databases at once).
+    ``json_build_array(...)::text`` separates elements with ", " and escapes strings as
+    json.dumps does without ensure_ascii (tested against PostgreSQL)."""
+    values = (name, email, avatar_url, department, position, active)
+    text = "[" + ", ".join(json.dumps(value, ensure_ascii=False) for value in values) + "]"
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
 def utcnow() -> dt.datetime:
