@@ -97,13 +97,13 @@ def authorize_worker_control(dbs: Databases, actor: Actor) -> None:
 SHOWN_ON_TASKS = ("name", "email", "avatar_url")  # what a card or the detail shows of a person
 
 
-def _shows_otherwise(copy: dict[str, Any], user: sync.SourceUser | None, now: dt.datetime) -> bool:
-    """Whether an embedded copy shows a person otherwise than PostgreSQL (None: deleted)."""
+def _shows_otherwise(copy: dict[str, Any], user: sync.SourceUser | None) -> bool:
+    """Whether an embedded copy shows a person otherwise than PostgreSQL (None: deleted). A
+    live user's copy holds their fields as they are (sync.task_snapshot)."""
     if user is None:
         return not copy.get("former_member")
-    wanted = sync.task_snapshot(sync.snapshot_document(user, now))
     return bool(copy.get("former_member")) or any(
-        copy.get(key) != wanted.get(key) for key in SHOWN_ON_TASKS
+        copy.get(key) != getattr(user, key) for key in SHOWN_ON_TASKS
     )
 
 
@@ -145,11 +145,10 @@ def refresh_shown_snapshots(
         if not dbs.read_grants.held(actor, "tasks.read"):
             require(conn, actor, "tasks.read")
         users = {user.id: user for user in sync.read_users(conn, sorted(shown))}
-    now = sync.utcnow()
     differing = [
         user_id
         for user_id, copies in shown.items()
-        if any(_shows_otherwise(copy, users.get(user_id), now) for copy in copies)
+        if any(_shows_otherwise(copy, users.get(user_id)) for copy in copies)
     ]
     if not differing:
         return sync.SyncResult()

@@ -728,8 +728,6 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 # ---------------------------------------------------------------- batch sync
 DIGEST_EPOCH_FIELD = "digest_epoch"
-
-
 DIGEST_SAMPLE = 32  # digest rows whose snapshot must exist for the digest to be trusted
 
 
